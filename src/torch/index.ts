@@ -1,0 +1,4 @@
+/** compnet's typed tensor layer over libtorch. */
+export * from './tensor.js';
+export * from './nn.js';
+export * from './optim.js';

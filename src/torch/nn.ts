@@ -1,0 +1,62 @@
+/** Neural-network functions over `Tensor` (functional style: weights are passed in). */
+import { Tensor, runOp } from './tensor.js';
+
+export interface Conv2dOptions {
+  stride?: number;
+  padding?: number;
+  dilation?: number;
+  groups?: number;
+  bias?: Tensor | null;
+}
+
+/** 2-D convolution of an NCHW-shaped (any memory format) input with `[O, I/groups, kh, kw]` weights. */
+export function conv2d(x: Tensor, w: Tensor, o: Conv2dOptions = {}): Tensor {
+  const s = o.stride ?? 1;
+  const p = o.padding ?? 0;
+  const d = o.dilation ?? 1;
+  const ins = o.bias ? [x, w, o.bias] : [x, w];
+  return runOp('conv2d', ins, [x.handle, w.handle, o.bias?.handle ?? null, [s, s], [p, p], [d, d], o.groups ?? 1]);
+}
+
+export interface BatchNormArgs {
+  weight?: Tensor | null;
+  bias?: Tensor | null;
+  runningMean?: Tensor | null;
+  runningVar?: Tensor | null;
+  /** Use batch statistics (and update the running ones) instead of the running ones. */
+  training: boolean;
+  /** Running-average factor; 1/(k+1) gives a cumulative average over k+1 batches. */
+  momentum?: number;
+  eps?: number;
+}
+
+/** Batch normalisation over the channel dimension (dim 1). Running stats are updated in place. */
+export function batchNorm(x: Tensor, a: BatchNormArgs): Tensor {
+  const ins = [x, a.weight, a.bias, a.runningMean, a.runningVar].filter((t): t is Tensor => !!t);
+  return runOp('batchNorm', ins, [
+    x.handle,
+    a.weight?.handle ?? null,
+    a.bias?.handle ?? null,
+    a.runningMean?.handle ?? null,
+    a.runningVar?.handle ?? null,
+    a.training,
+    a.momentum ?? 0.1,
+    a.eps ?? 1e-5,
+  ]);
+}
+
+/** `x @ w^T + b`. */
+export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
+  return runOp('linear', b ? [x, w, b] : [x, w], [x.handle, w.handle, b?.handle ?? null]);
+}
+
+/** Mean cross-entropy of logits `[B, K]` against int64 class indices `[B]`. */
+export function crossEntropy(logits: Tensor, target: Tensor): Tensor {
+  return runOp('crossEntropy', [logits, target], [logits.handle, target.handle]);
+}
+
+/** Entropy (nats) of each row of a probability matrix, computed stably from logits. */
+export function rowEntropyFromLogits(logits: Tensor, dim = -1): Tensor {
+  const logp = logits.logSoftmax(dim);
+  return logp.exp().mul(logp).sum([dim]).neg();
+}
