@@ -123,7 +123,7 @@ export function writeIdx(path: string, shape: number[], data: IdxData, opts: { g
  * Images must be u8 `[n, h, w]` or `[n, h, w, c]` with c = 1 or 3; labels
  * integer `[n]`, non-negative. Class names default to "0".."max label".
  */
-export function readIdxPair(imagesPath: string, labelsPath: string, classNames?: string[]): LabelledImages {
+export function readIdxPair(imagesPath: string, labelsPath: string, classNames?: string[]): LabelledImages & { images: ImageBatch } {
   const img = readIdx(imagesPath);
   const lab = readIdx(labelsPath);
   if (!(img.data instanceof Uint8Array)) throw new Error(`${imagesPath}: images must be u8 (type 0x08)`);

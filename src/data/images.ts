@@ -25,7 +25,7 @@ export interface ImageBatch {
   data: Uint8Array;
 }
 
-/** Undecorated labelled images as loaded from disk, before preprocessing; labels index `classNames`. */
+/** Labelled images as loaded from disk, before preprocessing; labels index `classNames`. */
 export interface LabelledImages {
   images: RawImage[] | ImageBatch;
   labels: Int32Array;

@@ -1,0 +1,250 @@
+/**
+ * The JSON config of `compnet train`: zod schemas, inferred types, defaults,
+ * and error reporting that names the file and every bad field by its path.
+ * Objects are strict (an unknown key is an error) because a typo such as
+ * "learningRate" would otherwise be silently ignored and the default used.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { BUILTIN_DATASETS } from './builtin.js';
+
+/** Default model hyper-parameters; the one place to change them. */
+export const DEFAULT_MODEL = {
+  channels: 32,
+  blocks: 4,
+  steps: 8,
+  expansion: 4,
+  kernel: 3,
+  stemStride: 2,
+  block: 'inverted',
+  activation: 'relu6',
+  mixing: 'weight',
+  inputSize: 28,
+  inputChannels: 1,
+} as const;
+
+/** Default training hyper-parameters; the one place to change them. */
+export const DEFAULT_TRAIN = {
+  epochs: 10,
+  batchSize: 64,
+  lr: 0.002,
+  orderLr: 0.02,
+  weightDecay: 1e-4,
+  optimizer: 'adam',
+  tauStart: 1,
+  tauMin: 0.05,
+  annealFraction: 0.7,
+  entropyWeight: 0.01,
+  orderInit: 'uniform',
+  orderInitScale: 1,
+  straightThrough: false,
+  seed: 0,
+  threads: 2,
+} as const;
+
+/** Default per-task data options. */
+export const DEFAULT_TASK = {
+  fit: 'resize',
+  validation: 0.1,
+  normalize: true,
+  /** Fraction of an image folder held out as test set when the source has no `test` folder. */
+  testFraction: 0.2,
+} as const;
+
+/** Default top-level seed (drives data splits and subsets). */
+export const DEFAULT_SEED = 0;
+
+const posInt = z.int().min(1);
+const path = z.string().min(1);
+
+/** Model architecture. */
+export const ModelSchema = z.strictObject({
+  channels: posInt.default(DEFAULT_MODEL.channels),
+  blocks: posInt.default(DEFAULT_MODEL.blocks),
+  steps: posInt.default(DEFAULT_MODEL.steps),
+  expansion: posInt.default(DEFAULT_MODEL.expansion),
+  kernel: posInt.refine((k) => k % 2 === 1, 'must be odd').default(DEFAULT_MODEL.kernel),
+  stemStride: posInt.default(DEFAULT_MODEL.stemStride),
+  block: z.enum(['inverted', 'basic']).default(DEFAULT_MODEL.block),
+  activation: z.enum(['relu6', 'hardswish']).default(DEFAULT_MODEL.activation),
+  mixing: z.enum(['weight', 'output']).default(DEFAULT_MODEL.mixing),
+  inputSize: posInt.default(DEFAULT_MODEL.inputSize),
+  inputChannels: z.union([z.literal(1), z.literal(3)], { error: 'expected 1 or 3' }).default(DEFAULT_MODEL.inputChannels),
+});
+
+/** `{ "builtin": "mnist" }`: one of the small datasets shipped with the repo. */
+export const BuiltinSourceSchema = z.strictObject({ builtin: z.enum(BUILTIN_DATASETS) });
+
+/** IDX image/label file pairs (MNIST layout); paths relative to the config file. */
+export const IdxSourceSchema = z.strictObject({
+  format: z.literal('idx'),
+  trainImages: path,
+  trainLabels: path,
+  testImages: path,
+  testLabels: path,
+});
+
+/** Image folders with one sub-folder per class; without `test`, `testFraction` of `train` is held out as test set. */
+export const FolderSourceSchema = z.strictObject({
+  format: z.literal('folder'),
+  train: path,
+  test: path.optional(),
+  testFraction: z.number().gt(0).lt(1).default(DEFAULT_TASK.testFraction),
+});
+
+type BuiltinSource = z.infer<typeof BuiltinSourceSchema>;
+type IdxSource = z.infer<typeof IdxSourceSchema>;
+type FolderSource = z.infer<typeof FolderSourceSchema>;
+/** Where a task's images come from. */
+export type DataSource = BuiltinSource | IdxSource | FolderSource;
+
+/**
+ * A data source, dispatched on its key (`builtin`) or `format` value so errors
+ * come from the one schema the user meant, not a wall of union alternatives.
+ */
+export const DataSourceSchema = z.unknown().transform((v, ctx): DataSource => {
+  const report = (issues: z.core.$ZodIssue[]): never => {
+    for (const issue of issues) ctx.addIssue({ ...issue, path: issue.path } as z.core.$ZodRawIssue);
+    return z.NEVER as never;
+  };
+  const isObj = typeof v === 'object' && v !== null && !Array.isArray(v);
+  const obj = (isObj ? v : {}) as Record<string, unknown>;
+  let schema: z.ZodType<DataSource>;
+  if (isObj && 'builtin' in obj) schema = BuiltinSourceSchema;
+  else if (isObj && 'format' in obj) {
+    if (obj.format === 'idx') schema = IdxSourceSchema;
+    else if (obj.format === 'folder') schema = FolderSourceSchema;
+    else {
+      ctx.addIssue({ code: 'custom', path: ['format'], message: 'expected "idx" or "folder"' });
+      return z.NEVER;
+    }
+  } else {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected {"builtin": ${BUILTIN_DATASETS.map((b) => `"${b}"`).join('|')}} or {"format": "idx"|"folder", ...}`,
+    });
+    return z.NEVER;
+  }
+  const r = schema.safeParse(v);
+  return r.success ? r.data : report(r.error.issues);
+});
+
+/** One task: a dataset, which of its classes, how to fit images to the input, and which head it uses. */
+export const TaskSchema = z
+  .strictObject({
+    name: z.string().min(1),
+    data: DataSourceSchema,
+    classes: z.array(z.union([z.int().min(0), z.string().min(1)], { error: 'expected a class index or class name' })).min(1).optional(),
+    relabel: z.array(z.int().min(0)).min(1).optional(),
+    inputSize: posInt.optional(),
+    fit: z.enum(['resize', 'pad']).default(DEFAULT_TASK.fit),
+    head: z.string().min(1).optional(),
+    validation: z.number().min(0).lt(1).default(DEFAULT_TASK.validation),
+    limit: z.strictObject({ train: posInt.optional(), test: posInt.optional() }).optional(),
+    normalize: z.boolean().default(DEFAULT_TASK.normalize),
+  })
+  .superRefine((t, ctx) => {
+    if (t.relabel && t.classes && t.relabel.length !== t.classes.length) {
+      ctx.addIssue({ code: 'custom', path: ['relabel'], message: `has ${t.relabel.length} entries but classes has ${t.classes.length}` });
+    }
+  });
+
+/** Optimisation and order-learning hyper-parameters. */
+export const TrainSchema = z
+  .strictObject({
+    epochs: posInt.default(DEFAULT_TRAIN.epochs),
+    batchSize: posInt.default(DEFAULT_TRAIN.batchSize),
+    lr: z.number().gt(0).default(DEFAULT_TRAIN.lr),
+    orderLr: z.number().min(0).default(DEFAULT_TRAIN.orderLr),
+    weightDecay: z.number().min(0).default(DEFAULT_TRAIN.weightDecay),
+    optimizer: z.enum(['adam', 'sgd']).default(DEFAULT_TRAIN.optimizer),
+    tauStart: z.number().gt(0).default(DEFAULT_TRAIN.tauStart),
+    tauMin: z.number().gt(0).default(DEFAULT_TRAIN.tauMin),
+    annealFraction: z.number().min(0).max(1).default(DEFAULT_TRAIN.annealFraction),
+    entropyWeight: z.number().default(DEFAULT_TRAIN.entropyWeight),
+    orderInit: z.enum(['uniform', 'diagonal', 'random-onehot', 'random']).default(DEFAULT_TRAIN.orderInit),
+    orderInitScale: z.number().min(0).default(DEFAULT_TRAIN.orderInitScale),
+    straightThrough: z.boolean().default(DEFAULT_TRAIN.straightThrough),
+    seed: z.int().default(DEFAULT_TRAIN.seed),
+    threads: posInt.default(DEFAULT_TRAIN.threads),
+    taskWeights: z.record(z.string(), z.number().min(0)).optional(),
+  })
+  .superRefine((t, ctx) => {
+    if (t.tauMin > t.tauStart) ctx.addIssue({ code: 'custom', path: ['tauMin'], message: `must be ≤ tauStart (${t.tauStart})` });
+  });
+
+/** The whole config file. `seed` drives data splits/subsets; `train.seed` drives initialisation and batch order. */
+export const ConfigSchema = z
+  .strictObject({
+    model: ModelSchema.prefault({}),
+    tasks: z.array(TaskSchema).min(1),
+    train: TrainSchema.prefault({}),
+    seed: z.int().default(DEFAULT_SEED),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Map<string, number>();
+    c.tasks.forEach((t, i) => {
+      if (seen.has(t.name)) ctx.addIssue({ code: 'custom', path: ['tasks', i, 'name'], message: `duplicate task name "${t.name}" (also tasks[${seen.get(t.name)}])` });
+      else seen.set(t.name, i);
+    });
+    for (const key of Object.keys(c.train.taskWeights ?? {})) {
+      if (!seen.has(key)) ctx.addIssue({ code: 'custom', path: ['train', 'taskWeights', key], message: `no task named "${key}"` });
+    }
+  });
+
+export type ModelConfig = z.infer<typeof ModelSchema>;
+export type TaskConfig = z.infer<typeof TaskSchema>;
+export type TrainConfig = z.infer<typeof TrainSchema>;
+export type Config = z.infer<typeof ConfigSchema>;
+
+/** Render an issue path the way a user would write it in JS: `tasks[1].data.format`. */
+function formatPath(path: readonly PropertyKey[]): string {
+  let s = '';
+  for (const p of path) {
+    if (typeof p === 'number') s += `[${p}]`;
+    else if (typeof p === 'string' && /^[A-Za-z_$][\w$]*$/.test(p)) s += s ? `.${p}` : p;
+    else s += `[${JSON.stringify(String(p))}]`;
+  }
+  return s || '(top level)';
+}
+
+/** One line per problem: `<path>: <message>`, with zod's wording made a little friendlier. */
+function formatIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((k) => `${formatPath([...issue.path, k])}: unknown key`).join('\n');
+  }
+  if (issue.code === 'invalid_type' && issue.message.endsWith('received undefined')) {
+    return `${formatPath(issue.path)}: required (expected ${issue.expected})`;
+  }
+  return `${formatPath(issue.path)}: ${issue.message}`;
+}
+
+/**
+ * Validate a parsed JSON config and fill in defaults. Throws one Error listing
+ * every problem, each line prefixed with `source` and the field path, e.g.
+ * `config.json: tasks[1].data.format: expected "idx" or "folder"`.
+ */
+export function parseConfig(json: unknown, source: string): Config {
+  const r = ConfigSchema.safeParse(json);
+  if (r.success) return r.data;
+  const lines = r.error.issues.flatMap((i) => formatIssue(i).split('\n'));
+  throw new Error(lines.map((l) => `${source}: ${l}`).join('\n'));
+}
+
+/** Read, JSON-parse and validate a config file; a missing file or bad JSON gives an error naming the file. */
+export function loadConfigFile(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `no such file: ${file}` : `${file}: cannot read (${(err as Error).message})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+  return parseConfig(json, file);
+}

@@ -1,0 +1,79 @@
+/**
+ * Parameter and FLOP counts from a spec alone (so `summary` needs no tensors), split into what
+ * tasks share (stem and pool convolutions) and what each task adds (order, patch, head).
+ */
+import { blockSlots } from './block.js';
+import type { ModelSpec, ParameterCounts } from './types.js';
+
+export interface TaskShape {
+  name: string;
+  classes: number;
+  head: string;
+  inputSize: number;
+}
+
+const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+/** Trunk resolution after the stem (3x3 conv, padding 1, stride s). */
+export function trunkSize(spec: ModelSpec, inputSize: number): number {
+  return Math.floor((inputSize + 2 - 3) / spec.stemStride) + 1;
+}
+
+export function stemParameters(spec: ModelSpec): number {
+  return spec.channels * spec.inputChannels * 9;
+}
+export function blockParameters(spec: ModelSpec): number {
+  return blockSlots(spec).reduce((n, s) => n + prod(s.shape), 0);
+}
+/** Batch-norm scale + bias of one task (stem and every step site). */
+export function patchParameters(spec: ModelSpec): number {
+  const perStep = blockSlots(spec).reduce((n, s) => n + 2 * s.bnWidth, 0);
+  return 2 * spec.channels + perStep * spec.steps * (spec.mixing === 'output' ? spec.blocks : 1);
+}
+export function headParameters(spec: ModelSpec, classes: number): number {
+  return spec.channels * classes + classes;
+}
+
+export function parameterCounts(spec: ModelSpec, tasks: TaskShape[]): ParameterCounts {
+  const stem = stemParameters(spec);
+  const pool = spec.blocks * blockParameters(spec);
+  const headUsers = new Map<string, number>();
+  for (const t of tasks) headUsers.set(t.head, (headUsers.get(t.head) ?? 0) + 1);
+  const sharedHeads: Record<string, number> = {};
+  const per: ParameterCounts['tasks'] = {};
+  let total = stem + pool;
+  for (const t of tasks) {
+    const order = spec.steps * spec.blocks;
+    const patch = patchParameters(spec);
+    const shared = headUsers.get(t.head)! > 1;
+    const head = shared ? 0 : headParameters(spec, t.classes);
+    if (shared) sharedHeads[t.head] = headParameters(spec, t.classes);
+    per[t.name] = { order, patch, head, total: order + patch + head };
+    total += order + patch + head;
+  }
+  for (const v of Object.values(sharedHeads)) total += v;
+  return { shared: { stem, pool, total: stem + pool }, tasks: per, sharedHeads, total };
+}
+
+export interface FlopCounts {
+  stem: number;
+  perStep: number;
+  steps: number;
+  head: number;
+  total: number;
+}
+
+/**
+ * Forward FLOPs per image (one multiply-add = 2 FLOPs), for the order applied as the spec's
+ * mixing (`soft`) or as a hard order (one block per step). Batch norm and activations are ignored,
+ * as is customary; weight mixing's own cost (`L*N*P` per batch, not per image) is excluded.
+ */
+export function flopsPerImage(spec: ModelSpec, inputSize: number, classes: number, mode: 'soft' | 'hard' = 'soft'): FlopCounts {
+  const R = trunkSize(spec, inputSize);
+  const stem = 2 * R * R * spec.channels * spec.inputChannels * 9;
+  const block = blockSlots(spec).reduce((n, s) => n + 2 * R * R * s.shape[0]! * prod(s.shape.slice(1)), 0);
+  const perStep = spec.mixing === 'output' && mode === 'soft' ? block * spec.blocks : block;
+  const steps = perStep * spec.steps;
+  const head = 2 * spec.channels * classes;
+  return { stem, perStep, steps, head, total: stem + steps + head };
+}

@@ -1,0 +1,47 @@
+/**
+ * Multi-task training (`compnet train`): stem, pool and every task's order, patch and head are
+ * trained jointly. Order logits get their own optimizer group (higher learning rate, no weight
+ * decay), so orders can move as fast as the blocks adapt to them.
+ */
+import type { CompNet } from '../model/network.js';
+import { runLoop, type LoopResult, type LoopSettings, type LoopSpec, type TaskSplits } from './loop.js';
+import { taskMetrics, type TaskMetrics } from './evaluate.js';
+
+export interface MultitaskSettings extends LoopSettings {
+  lr: number;
+  orderLr: number;
+  weightDecay: number;
+}
+
+export interface MultitaskResult extends LoopResult {
+  /** Final test metrics per task (when test data was given). */
+  metrics: Record<string, TaskMetrics>;
+}
+
+export async function trainMultitask(
+  net: CompNet,
+  data: Map<string, TaskSplits>,
+  settings: MultitaskSettings,
+  o: Pick<LoopSpec, 'reporter' | 'onEpoch' | 'resume'> & { tasks?: string[] } = {},
+): Promise<MultitaskResult> {
+  const tasks = o.tasks ?? net.taskNames;
+  const heads = new Set(tasks.map((t) => net.task(t).info.head));
+  const weights = [
+    ...net.sharedParameters(),
+    ...tasks.flatMap((t) => net.taskParameters(t).patch),
+    ...[...heads].flatMap((h) => [net.heads.get(h)!.weight, net.heads.get(h)!.bias]),
+  ];
+  const orders = tasks.flatMap((t) => net.taskParameters(t).order);
+  const groups = [
+    { name: 'weights', params: weights, lr: settings.lr, weightDecay: settings.weightDecay },
+    { name: 'orders', params: orders, lr: settings.orderLr, weightDecay: 0 },
+  ];
+  const result = await runLoop(net, { tasks, data, groups, settings, ...o });
+  for (const t of tasks) net.task(t).tau = result.tau;
+  const metrics: Record<string, TaskMetrics> = {};
+  for (const t of tasks) {
+    const test = data.get(t)!.test;
+    if (test) metrics[t] = taskMetrics(net, t, test, result.initialOrders[t]);
+  }
+  return { ...result, metrics };
+}
