@@ -56,10 +56,13 @@ export interface LoopSpec {
   loss?: TaskLoss;
   /** Validation score of an epoch (higher is better; default: mean hard-order accuracy). */
   score?: (perTask: Record<string, { valSoft: number; valHard: number }>) => number;
-  /** Called after every epoch (checkpointing). */
-  onEpoch?: (state: LoopState) => void;
-  /** Resume from a saved loop state (epochs before `state.epoch` are skipped). */
-  resume?: { state: LoopState; optimizerState?: Buffer };
+  /** Called after every epoch (checkpointing); `isBest` when this epoch is the best so far. */
+  onEpoch?: (state: LoopState, isBest: boolean) => void;
+  /**
+   * Resume from a saved loop state (epochs up to `state.epoch` are skipped), the optimizer's state
+   * and the network as it was at the best epoch so far.
+   */
+  resume?: { state: LoopState; optimizerState?: Buffer; best?: CompNet };
 }
 
 /** What a training run reports per epoch (part of the saved model's history). */
@@ -136,7 +139,7 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
   const score = spec.score ?? ((r) => Object.values(r).reduce((a, v) => a + v.valHard, 0) / Object.keys(r).length);
   const lossFn: TaskLoss = spec.loss ?? ((_t, logits, b) => crossEntropy(logits, labelTensor(b.labels)));
   const mode: OrderMode = s.straightThrough ? 'straight-through' : 'soft';
-  let best: Snapshot | undefined;
+  let best: Snapshot | undefined = spec.resume?.best ? new Snapshot(spec.resume.best) : undefined;
   reporter.begin({ epochs: s.epochs, stepsPerEpoch, tasks: spec.tasks, startEpoch: state.epoch + 1 });
 
   try {
@@ -196,7 +199,7 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
       state.epoch = epoch;
       const line: EpochLine = { epoch, epochs: s.epochs, loss: rec.loss, tau, seconds: rec.seconds, tasks: perTask, best: isBest };
       reporter.epoch(line);
-      spec.onEpoch?.(state);
+      spec.onEpoch?.(state, isBest);
     }
     if (best) best.restore(net);
     const tau = state.bestEpoch > 0 ? state.history.find((h) => h.epoch === state.bestEpoch)!.tau : epochTau(s, s.epochs);

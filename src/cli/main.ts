@@ -1,0 +1,55 @@
+/** The `compnet` command line. */
+import { Command, InvalidArgumentError } from 'commander';
+import { LIBRARY_VERSION } from '../version.js';
+import { demoCommand, evalCommand, summaryCommand, trainCommand } from './commands.js';
+
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+  return n;
+};
+
+const program = new Command()
+  .name('compnet')
+  .description('Compositional neural networks: one shared pool of residual blocks, a learned computation order per task.')
+  .version(LIBRARY_VERSION)
+  .showHelpAfterError();
+
+program
+  .command('demo')
+  .description('train three tasks (MNIST, Fashion-MNIST, USPS; built-in data) over one pool, print accuracies, orders and parameters, save the model')
+  .option('-o, --out <dir>', 'where to save the model', 'compnet-demo-model')
+  .option('--epochs <n>', 'training epochs', int('--epochs'))
+  .option('--limit <n>', 'use at most n training and n test images per task (quick runs)', int('--limit'))
+  .option('--seed <n>', 'seed for initialisation and batch order', int('--seed'))
+  .action((o) => demoCommand(o));
+
+program
+  .command('train')
+  .description('multi-task training from a JSON config (see README: config format)')
+  .requiredOption('-c, --config <file>', 'config file')
+  .option('-o, --out <dir>', 'where to save the model', 'compnet-model')
+  .option('--resume', 'continue from <out>/checkpoint after an interruption')
+  .action((o) => trainCommand(o));
+
+program
+  .command('eval')
+  .description("evaluate a saved model on each task's recorded test data: soft and hard accuracy, order entropy")
+  .argument('<model>', 'model directory')
+  .option('-t, --task <name...>', 'only these tasks')
+  .option('--threads <n>', 'intra-op threads', int('--threads'))
+  .action((dir, o) => evalCommand(dir, o));
+
+program
+  .command('summary')
+  .description('parameters (shared vs per task) and FLOPs per component and per task of a saved model')
+  .argument('<model>', 'model directory')
+  .action((dir) => summaryCommand(dir));
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  process.stderr.write(`compnet: ${(e as Error).message}\n`);
+  if (process.env.COMPNET_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+  process.exitCode = 1;
+}
