@@ -78,11 +78,11 @@ test('with one-hot orders, weight mixing, output mixing and the hard order agree
   assert.equal(w.order('t').toString(), '3,1,1,2');
   T.noGrad(() => T.tidy(() => {
     const x = T.randn([3, 6, 6, 1]);
-    const ws = w.forward('t', x, { mode: 'soft' }).data();
-    const wh = w.forward('t', x, { mode: 'hard' }).data();
-    const os = o.forward('t', x, { mode: 'soft' }).data();
-    const oh = o.forward('t', x, { mode: 'hard' }).data();
-    const st = w.forward('t', x, { mode: 'straight-through' }).data();
+    const ws = w.forward('t', x, { mode: 'soft' }).toFloat32();
+    const wh = w.forward('t', x, { mode: 'hard' }).toFloat32();
+    const os = o.forward('t', x, { mode: 'soft' }).toFloat32();
+    const oh = o.forward('t', x, { mode: 'hard' }).toFloat32();
+    const st = w.forward('t', x, { mode: 'straight-through' }).toFloat32();
     for (const other of [wh, os, oh, st]) ws.forEach((v, i) => assert.ok(Math.abs(v - Number(other[i])) < 1e-5, `${v} vs ${other[i]}`));
   }));
   w.dispose();
@@ -95,11 +95,11 @@ test('the hard order really is the argmax and straight-through has softmax gradi
   assert.deepEqual(net.order('t').hard(), [1, 0, 2, 1]);
   T.tidy(() => {
     const w = net.mixingWeights('t', 'straight-through', 1);
-    assert.deepEqual(Array.from(w.data()).map((v) => Math.round(Number(v) * 1e6) / 1e6), [0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0]);
+    assert.deepEqual(Array.from(w.toFloat32()).map((v) => Math.round(v * 1e6) / 1e6), [0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0]);
     w.mul(T.tensor(new Float64Array(12).map((_, i) => i), [4, 3])).sum().backward();
   });
-  const g = T.tidy(() => net.task('t').logits.grad()!.data());
-  assert.ok(Array.from(g).some((v) => Math.abs(Number(v)) > 1e-6), 'straight-through passes softmax gradients to the logits');
+  const g = T.tidy(() => net.task('t').logits.grad()!.toFloat32());
+  assert.ok(Array.from(g).some((v) => Math.abs(v) > 1e-6), 'straight-through passes softmax gradients to the logits');
   net.dispose();
 });
 

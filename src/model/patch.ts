@@ -6,8 +6,8 @@
  *
  * Two sets of running statistics are kept: `soft` ones for the soft mixture and `hard` ones for
  * the hard order (which straight-through selection also runs). The method's measured pitfall is
- * that statistics collected under the soft mixture are wrong for the hard order; `recalibrate`
- * re-estimates the hard set under exactly the order that is evaluated.
+ * that statistics collected under one computation are wrong for the other; training re-estimates
+ * each set under exactly the computation that is evaluated (`recalibrate` in train/evaluate.ts).
  */
 import { Tensor, ones, zeros, batchNorm, keep } from '../torch/index.js';
 import { blockSlots } from './block.js';

@@ -36,22 +36,32 @@ export function evaluate(net: CompNet, task: string, ds: Dataset, o: { mode: Ord
 }
 
 /**
- * Re-estimates the hard order's running batch-norm statistics of `task` as the exact average over
- * `maxBatches` training batches (a fixed, seeded sample so results are reproducible).
+ * Re-estimates one set of running batch-norm statistics of `task` — the hard order's, or the soft
+ * mixture's at temperature `tau` — as the exact average over `maxBatches` training batches (a
+ * fixed, seeded sample, so results are reproducible). Statistics gathered while training under
+ * another computation (soft vs straight-through, another temperature) are wrong for the one
+ * evaluated; this is the fix the method's measured pitfall calls for.
  */
-export function recalibrate(net: CompNet, task: string, ds: Dataset, o: { batchSize?: number; maxBatches?: number; seed?: number } = {}): void {
+export function recalibrate(
+  net: CompNet,
+  task: string,
+  ds: Dataset,
+  o: { mode?: 'soft' | 'hard'; tau?: number; batchSize?: number; maxBatches?: number; seed?: number } = {},
+): void {
+  const mode = o.mode ?? 'hard';
   const t = net.task(task);
-  t.patch.resetStats('hard');
+  t.patch.resetStats(mode);
   const S = ds.size;
   const C = ds.channels;
+  const bs = Math.min(o.batchSize ?? 128, ds.n);
   const rng = new Rng(o.seed ?? 0);
   let k = 0;
   noGrad(() => {
-    for (const b of batches(ds, o.batchSize ?? 128, rng, { shuffle: true, dropLast: ds.n >= (o.batchSize ?? 128) })) {
+    for (const b of batches(ds, bs, rng, { shuffle: true, dropLast: true })) {
       if (k >= (o.maxBatches ?? 20)) break;
       tidy(() => {
         const x = tensor(b.images, [b.n, S, S, C]).to(net.dtype);
-        net.forward(task, x, { mode: 'hard', training: true, momentum: 1 / (k + 1) });
+        net.forward(task, x, { mode, tau: o.tau ?? 1, training: true, momentum: 1 / (k + 1) });
       });
       k++;
     }

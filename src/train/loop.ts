@@ -31,7 +31,12 @@ export interface LoopSettings {
   tauMin: number;
   annealFraction: number;
   entropyWeight: number;
-  straightThrough: boolean;
+  /**
+   * Fraction of training after which steps select blocks straight-through (hard forward, softmax
+   * gradient): 0 = always, 1 = never. Soft mixing early lets orders move; hard selection late
+   * makes the blocks adapt to the order that is evaluated, so hard and soft agree at the end.
+   */
+  straightThroughFrom: number;
   seed: number;
   taskWeights?: Record<string, number>;
   optimizer: 'adam' | 'adamw' | 'sgd';
@@ -138,7 +143,6 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
   const recal = s.recalibrationBatches ?? { epoch: 10, final: 50 };
   const score = spec.score ?? ((r) => Object.values(r).reduce((a, v) => a + v.valHard, 0) / Object.keys(r).length);
   const lossFn: TaskLoss = spec.loss ?? ((_t, logits, b) => crossEntropy(logits, labelTensor(b.labels)));
-  const mode: OrderMode = s.straightThrough ? 'straight-through' : 'soft';
   let best: Snapshot | undefined = spec.resume?.best ? new Snapshot(spec.resume.best) : undefined;
   reporter.begin({ epochs: s.epochs, stepsPerEpoch, tasks: spec.tasks, startEpoch: state.epoch + 1 });
 
@@ -152,6 +156,7 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
         const p = ((epoch - 1) * stepsPerEpoch + step - 1) / total;
         tau = temperature(p, s.tauStart, s.tauMin, s.annealFraction);
         const decay = cosineDecay(p);
+        const mode: OrderMode = p >= s.straightThroughFrom ? 'straight-through' : 'soft';
         baseLr.forEach((lr, g) => opt.setLr(g, lr * decay));
         let stepLoss = 0;
         spec.tasks.forEach((task, i) => {
@@ -180,8 +185,9 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
       const perTask: EpochRecord['tasks'] = {};
       for (const task of spec.tasks) {
         const d = spec.data.get(task)!;
+        recalibrate(net, task, d.train, { mode: 'soft', tau, maxBatches: recal.epoch, seed: s.seed });
         const valSoft = evaluate(net, task, d.val, { mode: 'soft', tau }).accuracy;
-        recalibrate(net, task, d.train, { maxBatches: recal.epoch, seed: s.seed });
+        recalibrate(net, task, d.train, { mode: 'hard', maxBatches: recal.epoch, seed: s.seed });
         const valHard = evaluate(net, task, d.val, { mode: 'hard' }).accuracy;
         const order = net.order(task);
         perTask[task] = { valSoft, valHard, entropy: order.meanEntropy(tau), order: order.toString(), logits: Array.from(order.logits) };
@@ -198,12 +204,16 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
       state.history.push(rec);
       state.epoch = epoch;
       const line: EpochLine = { epoch, epochs: s.epochs, loss: rec.loss, tau, seconds: rec.seconds, tasks: perTask, best: isBest };
+      spec.onEpoch?.(state, isBest); // checkpoint before anything else can fail
       reporter.epoch(line);
-      spec.onEpoch?.(state, isBest);
     }
     if (best) best.restore(net);
     const tau = state.bestEpoch > 0 ? state.history.find((h) => h.epoch === state.bestEpoch)!.tau : epochTau(s, s.epochs);
-    for (const task of spec.tasks) recalibrate(net, task, spec.data.get(task)!.train, { maxBatches: recal.final, seed: s.seed });
+    for (const task of spec.tasks) {
+      const train = spec.data.get(task)!.train;
+      recalibrate(net, task, train, { mode: 'soft', tau, maxBatches: recal.final, seed: s.seed });
+      recalibrate(net, task, train, { mode: 'hard', maxBatches: recal.final, seed: s.seed });
+    }
     return {
       history: state.history,
       bestEpoch: state.bestEpoch,

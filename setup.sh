@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs everything compnet needs on Debian (bookworm) with Node.js 20: libtorch and jemalloc
+# from Debian (apt, as root or with sudo), then the npm packages, which builds the native binding.
+set -e
+cd "$(dirname "$0")"
+missing=""
+for pkg in libtorch-dev libjemalloc2; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  echo "compnet setup: installing$missing (apt)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+echo "compnet setup: npm packages and the libtorch binding"
+npm ci --no-audit --no-fund --loglevel=error
+test -f build/Release/compnet_torch.node || npm run build:native
