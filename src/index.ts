@@ -1,0 +1,29 @@
+/**
+ * compnet's public API: compositional networks over libtorch.
+ *
+ * Layers, each depending only on those before it: tensors (`torch`) → model → data and saved
+ * models (`io`) → training modes (`train`) → reports. The CLI (`src/cli`) uses only these.
+ */
+export * as torch from './torch/index.js';
+export { CompNet, type Head, type TaskState, type AddTaskOptions } from './model/network.js';
+export { Order, type OrderJSON } from './model/order.js';
+export { Pool } from './model/pool.js';
+export { Patch, NormSite } from './model/patch.js';
+export { parameterCounts, flopsPerImage } from './model/cost.js';
+export type * from './model/types.js';
+export { saveModel, loadModel, readManifest, poolHash, type Manifest, type SaveInfo } from './io/savedModel.js';
+export { loadSafetensors, saveSafetensors } from './io/safetensors.js';
+export { parseConfig, loadConfigFile, DEFAULT_MODEL, DEFAULT_TRAIN, type Config } from './data/config.js';
+export { loadTaskData, loadConfigData, type TaskData } from './data/load.js';
+export { readIdx, writeIdx } from './data/idx.js';
+export { readImageFolder } from './data/images.js';
+export { loadBuiltin } from './data/builtin.js';
+export { selectClasses, splitDataset, takePerClass, batches, type Dataset, type Batch } from './data/dataset.js';
+export { trainMultitask, type MultitaskSettings, type MultitaskResult } from './train/multitask.js';
+export { trainFromConfig } from './train/fromConfig.js';
+export { runLoop, type LoopSettings, type TaskSplits, type EpochRecord } from './train/loop.js';
+export { evaluate, recalibrate, taskMetrics, type TaskMetrics } from './train/evaluate.js';
+export { consoleReporter, silentReporter, type Reporter } from './train/progress.js';
+export { summary, parameterTable, flopTable } from './report/summary.js';
+export { accuracyTable } from './report/accuracy.js';
+export { LIBRARY_VERSION } from './version.js';
