@@ -4,7 +4,8 @@
 set -e
 cd "$(dirname "$0")"
 missing=""
-for pkg in libtorch-dev libjemalloc2; do
+# chromium: headless browser for the inspect report test; fonts-dejavu-core: the report pictures' font.
+for pkg in libtorch-dev libjemalloc2 chromium fonts-dejavu-core; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then

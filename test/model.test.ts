@@ -64,7 +64,7 @@ test('with one-hot orders, weight mixing, output mixing and the hard order agree
   const w = tinyNet({ mixing: 'weight' }, 'float32');
   // The same stem and pool weights in an output-mixing network.
   const spec = tinySpec({ mixing: 'output' });
-  const shared = T.noGrad(() => [w.stem, ...w.pool.weights].map((t) => T.keep(t.detach().clone())));
+  const shared = T.noGrad(() => T.tidy(() => [w.stem, ...w.pool.weights].map((t) => t.detach().clone())));
   const o = new CompNet(spec, 'float32', shared[0]!, new Pool(spec, 'float32', shared.slice(1).map((t) => t.setRequiresGrad(true))));
   o.addTask({ name: 't', labels: labels4, inputSize: 6, normalization: norm1 });
   T.noGrad(() => T.tidy(() => {

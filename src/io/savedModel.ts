@@ -63,6 +63,8 @@ export interface SaveInfo {
   metrics?: Record<string, Record<string, unknown>>;
   data?: Record<string, unknown>;
   extra?: Record<string, unknown>;
+  /** The manifest this model was loaded from: tasks' metrics and data records, training and history are carried over. */
+  previous?: Manifest;
 }
 
 const DT: Record<string, STDtype> = { float32: 'F32', float64: 'F64', int64: 'I64', int32: 'I32', uint8: 'U8', bool: 'BOOL' };
@@ -84,7 +86,18 @@ export function poolHash(net: CompNet): string {
 const safeName = (n: string) => n.replace(/[^A-Za-z0-9_.-]/g, '_');
 
 /** Saves `net` to directory `dir` (created if needed; files of the same names are replaced). */
-export function saveModel(net: CompNet, dir: string, info: SaveInfo = {}): Manifest {
+export function saveModel(net: CompNet, dir: string, given: SaveInfo = {}): Manifest {
+  const prev = given.previous;
+  const carried = (k: 'metrics' | 'data') => Object.fromEntries((prev?.tasks ?? []).filter((t) => t[k] !== undefined).map((t) => [t.name, t[k]]));
+  const info: SaveInfo = {
+    seed: prev?.seed,
+    training: prev?.training,
+    history: prev?.history,
+    extra: prev?.extra,
+    ...given,
+    metrics: { ...carried('metrics'), ...given.metrics } as SaveInfo['metrics'],
+    data: { ...carried('data'), ...given.data },
+  };
   ensureDir(join(dir, 'tasks'));
   ensureDir(join(dir, 'heads'));
   const state = net.state();

@@ -138,6 +138,17 @@ export class CompNet {
     }
   }
 
+  /** Copies one task's batch-norm patch (scales, biases, statistics) into another's. */
+  copyPatch(from: string, to: string): void {
+    this.task(to).patch.copyFrom(this.task(from).patch);
+  }
+
+  /** A new network with copies of this one's stem and pool and no tasks (for full fine-tuning). */
+  copyShared(): CompNet {
+    const [stem, ...pool] = noGrad(() => tidy(() => this.sharedParameters().map((t) => t.detach().clone())));
+    return new CompNet(this.spec, this.dtype, stem!, new Pool(this.spec, this.dtype, pool.map((w) => w.setRequiresGrad(true))));
+  }
+
   head(task: string): Head {
     return this.heads.get(this.task(task).info.head)!;
   }

@@ -9,7 +9,7 @@
  * that statistics collected under one computation are wrong for the other; training re-estimates
  * each set under exactly the computation that is evaluated (`recalibrate` in train/evaluate.ts).
  */
-import { Tensor, ones, zeros, batchNorm, keep } from '../torch/index.js';
+import { Tensor, ones, zeros, batchNorm, keep, noGrad } from '../torch/index.js';
 import { blockSlots } from './block.js';
 import type { ModelSpec } from './types.js';
 
@@ -116,6 +116,17 @@ export class Patch {
 
   resetStats(stats: StatsSet): void {
     for (const s of this.sites) s.resetStats(stats);
+  }
+
+  /** Overwrites this patch in place with another's values (same spec). */
+  copyFrom(other: Patch): void {
+    noGrad(() =>
+      other.sites.forEach((site, i) => {
+        const src = site.tensors();
+        const dst = this.sites[i]!.tensors();
+        for (const k of Object.keys(src)) dst[k]!.assign(src[k]!);
+      }),
+    );
   }
 
   /** Every tensor by a stable name (`stem.weight`, `step.expand.hard.mean`, ...). */

@@ -2,7 +2,7 @@
  * The training loop every training mode shares: per step, one mini-batch and one forward pass per
  * task (the order depends on the task), losses summed, one optimizer step; temperature annealing
  * and cosine learning-rate decay; validation each epoch under the re-calibrated hard order; the
- * best epoch kept. Modes (multitask, transfer, adapt) differ only in what they train and how.
+ * best epoch after annealing kept. Modes (multitask, transfer, adapt) differ only in what they train and how.
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { tensor, labels as labelTensor, tidy, crossEntropy, rowEntropyFromLogits, Optimizer, type ParamGroup, type Tensor } from '../torch/index.js';
@@ -193,7 +193,9 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
         perTask[task] = { valSoft, valHard, entropy: order.meanEntropy(tau), order: order.toString(), logits: Array.from(order.logits) };
       }
       const sc = score(perTask);
-      const isBest = sc > state.bestScore;
+      // Only epochs after annealing may be kept: before it, the order has not hardened yet.
+      const annealed = epoch / s.epochs >= s.annealFraction || epoch === s.epochs;
+      const isBest = annealed && sc > state.bestScore;
       if (isBest) {
         state.bestScore = sc;
         state.bestEpoch = epoch;

@@ -1,5 +1,5 @@
 /** Copies of every tensor of a network, to keep the best epoch and restore it in place. */
-import { Tensor, noGrad, keep } from '../torch/index.js';
+import { Tensor, noGrad, keep, tidy } from '../torch/index.js';
 import type { CompNet } from '../model/network.js';
 
 function flat(net: CompNet): Map<string, Tensor> {
@@ -17,7 +17,7 @@ export class Snapshot {
   constructor(net: CompNet) {
     this.#copies = new Map();
     noGrad(() => {
-      for (const [k, t] of flat(net)) this.#copies.set(k, keep(t.detach().clone()));
+      for (const [k, t] of flat(net)) this.#copies.set(k, keep(tidy(() => t.detach().clone())));
     });
   }
 

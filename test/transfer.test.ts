@@ -1,0 +1,100 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import * as T from '../src/torch/index.js';
+import { CompNet } from '../src/model/network.js';
+import { transferTask, parseTrainParts, type TrainPart } from '../src/train/transfer.js';
+import type { MultitaskSettings } from '../src/train/multitask.js';
+import { saveModel, loadModel, poolHash } from '../src/io/savedModel.js';
+import { splitDataset } from '../src/data/dataset.js';
+import { syntheticDataset, tinySpec, tmp } from './helpers.js';
+
+T.setNumThreads(1);
+
+const settings: MultitaskSettings = {
+  epochs: 2, batchSize: 16, lr: 0.01, orderLr: 0.05, weightDecay: 1e-4, tauStart: 1, tauMin: 0.05, annealFraction: 0.7,
+  entropyWeight: 0.01, straightThroughFrom: 0, seed: 1, optimizer: 'adam', stepsPerEpoch: 8, recalibrationBatches: { epoch: 2, final: 2 },
+};
+
+function base(): CompNet {
+  const net = CompNet.create(tinySpec({ channels: 6, steps: 3 }), { seed: 4 });
+  for (const name of ['one', 'two']) net.addTask({ name, labels: ['a', 'b', 'c', 'd'], inputSize: 8, normalization: { mean: [0], std: [1] } });
+  return net;
+}
+
+function newTask(seed: number) {
+  const [train, val] = splitDataset(syntheticDataset(160, 8, 3, seed, 'new'), { fractions: [0.75, 0.25] }, 0);
+  return { train: train!, val: val!, test: val! };
+}
+
+const snapshot = (net: CompNet) => {
+  const s = net.state();
+  const flat: Record<string, number[]> = {};
+  for (const [k, t] of Object.entries(s.shared)) flat[`shared/${k}`] = Array.from(t.toFloat32());
+  for (const [task, ts] of Object.entries(s.tasks)) for (const [k, t] of Object.entries(ts)) flat[`${task}/${k}`] = Array.from(t.toFloat32());
+  for (const [h, ts] of Object.entries(s.heads)) for (const [k, t] of Object.entries(ts)) flat[`head:${h}/${k}`] = Array.from(t.toFloat32());
+  return flat;
+};
+
+for (const parts of [['order', 'head'], ['order', 'patch', 'head'], ['patch', 'head'], ['head']] as TrainPart[][]) {
+  test(`transfer (${parts.join(',')}) leaves the pool and every existing task bit-identical`, async () => {
+    const net = base();
+    const before = snapshot(net);
+    const hash = poolHash(net);
+    const data = newTask(20);
+    const r = await transferTask(net, data, {
+      task: { name: 'new', labels: data.train.classNames, inputSize: 8, normalization: { mean: [0], std: [1] } },
+      train: parts,
+      settings,
+      selectSteps: 4,
+    });
+    assert.equal(r.net, net);
+    const after = snapshot(net);
+    for (const [k, v] of Object.entries(before)) assert.deepEqual(after[k], v, `${k} changed`);
+    assert.equal(poolHash(net), hash);
+    const L = 3;
+    const N = 3;
+    const expected = (parts.includes('order') ? L * N : 0) + (parts.includes('patch') ? net.parameterCounts().tasks.new!.patch : 0) + (6 * 3 + 3);
+    assert.equal(r.trainable.trainable, expected);
+    assert.ok(r.metrics && r.metrics.n === data.test.n);
+    assert.deepEqual(Object.keys(r.candidates).sort(), ['one', 'random', 'two']);
+    if (!parts.includes('order')) assert.equal(r.metrics!.changedSteps, 0, 'a fixed order does not move');
+    // Gradients are switched back on for the frozen parts.
+    assert.ok(net.sharedParameters().every((p) => p.requiresGrad));
+    // The new task is stored like the others and records the pool hash.
+    const dir = tmp();
+    saveModel(net, dir);
+    const { net: again } = loadModel(dir);
+    assert.deepEqual(again.taskNames, ['one', 'two', 'new']);
+    again.dispose();
+    net.dispose();
+    rmSync(dir, { recursive: true });
+  });
+}
+
+test('transfer with `all` fine-tunes a copy and leaves the original untouched', async () => {
+  const net = base();
+  const before = snapshot(net);
+  const data = newTask(21);
+  const r = await transferTask(net, data, {
+    task: { name: 'new', labels: data.train.classNames, inputSize: 8, normalization: { mean: [0], std: [1] } },
+    train: ['all'],
+    settings,
+    init: { from: 'two' },
+  });
+  assert.notEqual(r.net, net);
+  assert.deepEqual(r.net.taskNames, ['new']);
+  assert.deepEqual(snapshot(net), before);
+  assert.notEqual(poolHash(r.net), poolHash(net), 'the copy of the pool was trained');
+  assert.equal(r.initialisedFrom, 'task:two');
+  assert.equal(r.trainable.trainable, r.trainable.modelTotal, 'everything of the copy is trainable');
+  r.net.dispose();
+  net.dispose();
+});
+
+test('--train parts are validated', () => {
+  assert.deepEqual(parseTrainParts('order,head'), ['order', 'head']);
+  assert.throws(() => parseTrainParts('order,bias,head'), /unknown part 'bias'/);
+  assert.throws(() => parseTrainParts('order'), /always trains its head/);
+  assert.throws(() => parseTrainParts('all,head'), /'all' cannot be combined/);
+});
