@@ -14,7 +14,7 @@ export function demoConfig(o: { epochs?: number; limit?: number; seed?: number }
         { name: 'fashion', data: { builtin: 'fashion' }, ...limit },
         { name: 'usps', data: { builtin: 'usps' }, ...limit },
       ],
-      train: { epochs: o.epochs ?? 8, seed: o.seed ?? 0 },
+      train: { epochs: o.epochs ?? 10, seed: o.seed ?? 0 },
     },
     'demo config',
   );

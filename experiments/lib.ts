@@ -1,0 +1,56 @@
+/** Shared helpers for experiment scripts: seeds, mean ± std, and writing results tables. */
+import { execSync } from 'node:child_process';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { ensureDir, writeFileAtomic } from '../src/io/atomic.js';
+import { LIBRARY_VERSION } from '../src/index.js';
+
+export interface ExperimentArgs {
+  quick: boolean;
+  seeds: number[];
+  argv: string[];
+}
+
+export function parseArgs(argv: string[]): ExperimentArgs {
+  const quick = argv.includes('--quick');
+  const i = argv.indexOf('--seeds');
+  const n = i >= 0 ? Number(argv[i + 1]) : quick ? 1 : 3;
+  if (!Number.isInteger(n) || n < 1) throw new Error('--seeds must be a positive integer');
+  return { quick, seeds: Array.from({ length: n }, (_, k) => k), argv };
+}
+
+export function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+/** Sample standard deviation (n - 1); 0 for a single value. */
+export function std(xs: number[]): number {
+  if (xs.length < 2) return 0;
+  const m = mean(xs);
+  return Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1));
+}
+/** "95.3 ± 0.4" for accuracies in [0,1] (percent), with n noted when a single seed. */
+export function pm(xs: number[], digits = 1): string {
+  return `${(100 * mean(xs)).toFixed(digits)} ± ${(100 * std(xs)).toFixed(digits)}`;
+}
+
+export function machine(): string {
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  let node = process.version;
+  try {
+    node += `, ${execSync('uname -sr', { encoding: 'utf8' }).trim()}`;
+  } catch {
+    /* not essential */
+  }
+  return `${cpus().length} x ${cpu}; Node ${node}; compnet ${LIBRARY_VERSION}`;
+}
+
+/** Writes `results/<name>.md` and `results/<name>.json` (atomically). */
+export function writeResults(name: string, markdown: string, data: unknown): void {
+  const dir = new URL('../results/', import.meta.url).pathname;
+  ensureDir(dir);
+  writeFileAtomic(join(dir, `${name}.md`), markdown.trimEnd() + '\n');
+  writeFileAtomic(join(dir, `${name}.json`), JSON.stringify(data, null, 1) + '\n');
+  process.stdout.write(`wrote results/${name}.md and results/${name}.json\n`);
+}
+
+export const log = (s: string) => process.stderr.write(s + '\n');
