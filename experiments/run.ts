@@ -4,6 +4,7 @@
  */
 const experiments: Record<string, string> = {
   lifelong: './lifelong.ts',
+  organisation: './organisation.ts',
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -117,3 +117,20 @@ test('batch norm updates running statistics in place in training mode', () => {
     assert.deepEqual(Array.from(rm.toFloat32()), [3.5, 5.5]);
   });
 });
+
+test('tensors save to and load from safetensors files exactly', async () => {
+  const { saveTensors, loadTensors } = await import('../src/io/tensorFile.js');
+  const { tmp } = await import('./helpers.js');
+  const { join } = await import('node:path');
+  const path = join(tmp(), 't.safetensors');
+  T.tidy(() => {
+    const a = T.randn([3, 4]);
+    const b = T.labels([1, 2, 3]);
+    saveTensors(path, { a, b: b }, { note: 'x' });
+    const { tensors, metadata } = loadTensors(path);
+    assert.equal(metadata.note, 'x');
+    assert.deepEqual(tensors.a!.toFloat32(), a.toFloat32());
+    assert.equal(tensors.b!.dtype, 'int64');
+    Object.values(tensors).forEach((t) => t.dispose());
+  });
+});

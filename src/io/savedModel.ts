@@ -13,13 +13,14 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Tensor, tensor, keep, type TypedArray } from '../torch/index.js';
+import type { Tensor } from '../torch/index.js';
 import { CompNet } from '../model/network.js';
 import { Pool } from '../model/pool.js';
 import { blockSlots } from '../model/block.js';
 import { NormSite, Patch } from '../model/patch.js';
 import type { ModelSpec, TaskInfo } from '../model/types.js';
-import { decodeSafetensors, encodeSafetensors, type NamedArray, type STDtype } from './safetensors.js';
+import { decodeSafetensors } from './safetensors.js';
+import { encodeTensors, fromNamedArrays } from './tensorFile.js';
 import { ensureDir, writeFileAtomic } from './atomic.js';
 import { LIBRARY_VERSION } from '../version.js';
 
@@ -67,16 +68,9 @@ export interface SaveInfo {
   previous?: Manifest;
 }
 
-const DT: Record<string, STDtype> = { float32: 'F32', float64: 'F64', int64: 'I64', int32: 'I32', uint8: 'U8', bool: 'BOOL' };
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
-function toArrays(ts: Record<string, Tensor>): Record<string, NamedArray> {
-  const out: Record<string, NamedArray> = {};
-  for (const [k, t] of Object.entries(ts)) out[k] = { dtype: DT[t.dtype]!, shape: t.shape, data: t.data() } as NamedArray;
-  return out;
-}
-
-const sharedBytes = (net: CompNet) => encodeSafetensors(toArrays(net.state().shared));
+const sharedBytes = (net: CompNet) => encodeTensors(net.state().shared);
 
 /** The pool hash: SHA-256 of the shared tensors (stem and pool) as stored. */
 export function poolHash(net: CompNet): string {
@@ -108,7 +102,7 @@ export function saveModel(net: CompNet, dir: string, given: SaveInfo = {}): Mani
   const tasks: TaskEntry[] = net.taskNames.map((name) => {
     const t = net.task(name);
     const file = `tasks/${safeName(name)}.safetensors`;
-    const bytes = encodeSafetensors(toArrays(state.tasks[name]!), meta('task', name));
+    const bytes = encodeTensors(state.tasks[name]!, meta('task', name));
     writeFileAtomic(join(dir, file), bytes);
     return {
       ...t.info,
@@ -122,7 +116,7 @@ export function saveModel(net: CompNet, dir: string, given: SaveInfo = {}): Mani
   });
   const heads = [...net.heads.values()].map((h) => {
     const file = `heads/${safeName(h.name)}.safetensors`;
-    const bytes = encodeSafetensors(toArrays(state.heads[h.name]!), meta('head', h.name));
+    const bytes = encodeTensors(state.heads[h.name]!, meta('head', h.name));
     writeFileAtomic(join(dir, file), bytes);
     return { name: h.name, labels: h.labels, file, sha256: sha256(bytes) };
   });
@@ -187,9 +181,7 @@ function readPart(dir: string, file: string, expectedSha: string, poolHashExpect
   const { tensors, metadata } = decodeSafetensors(bytes, path);
   if (poolHashExpected && metadata.poolHash !== poolHashExpected)
     throw new Error(`${path}: pool-hash mismatch: this part was trained on pool ${String(metadata.poolHash).slice(0, 12)}… but the model's pool is ${poolHashExpected.slice(0, 12)}…`);
-  const out: Record<string, Tensor> = {};
-  for (const [k, a] of Object.entries(tensors)) out[k] = keep(tensor(a.data as TypedArray, a.shape));
-  return out;
+  return fromNamedArrays(tensors);
 }
 
 function need(part: Record<string, Tensor>, name: string, shape: number[], where: string): Tensor {
