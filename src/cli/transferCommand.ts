@@ -1,5 +1,5 @@
 /** `compnet transfer MODEL --task FILE --train PARTS`: add a task to a saved model. */
-import { readFileSync, existsSync } from 'node:fs';
+import { readJsonNamed } from '../io/read.js';
 import { dirname, resolve } from 'node:path';
 import { parseConfig } from '../data/config.js';
 import { loadModel, saveModel } from '../io/savedModel.js';
@@ -14,13 +14,7 @@ const out = (s = '') => process.stdout.write(s + '\n');
 
 /** A task file: one task entry (as in a config's `tasks`), or `{ "task": {...}, "train": {...} }`. */
 function readTaskFile(file: string) {
-  if (!existsSync(file)) throw new Error(`no such file: ${file}`);
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+  const json = readJsonNamed(file);
   const wrapped = json && typeof json === 'object' && 'task' in json ? (json as { task: unknown; train?: unknown }) : { task: json };
   // Reuse the config parser for its field-naming errors.
   const c = parseConfig({ tasks: [wrapped.task], train: wrapped.train ?? {} }, file);

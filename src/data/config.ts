@@ -4,7 +4,7 @@
  * Objects are strict (an unknown key is an error) because a typo such as
  * "learningRate" would otherwise be silently ignored and the default used.
  */
-import { readFileSync } from 'node:fs';
+import { readJsonNamed } from '../io/read.js';
 import { z } from 'zod';
 import { BUILTIN_DATASETS } from './builtin.js';
 
@@ -233,18 +233,5 @@ export function parseConfig(json: unknown, source: string): Config {
 
 /** Read, JSON-parse and validate a config file; a missing file or bad JSON gives an error naming the file. */
 export function loadConfigFile(file: string): Config {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `no such file: ${file}` : `${file}: cannot read (${(err as Error).message})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
-  }
-  return parseConfig(json, file);
+  return parseConfig(readJsonNamed(file), file);
 }

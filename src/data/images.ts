@@ -3,7 +3,8 @@
  * collections, the layout most small datasets ship in (same as torchvision's
  * ImageFolder). Everything is decoded to 8-bit, interleaved, 1 or 3 channels.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileNamed } from '../io/read.js';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { PNG } from 'pngjs';
 import jpeg from 'jpeg-js';
@@ -99,13 +100,7 @@ export function decodeImage(buf: Buffer, source: string): RawImage {
 
 /** Read and decode one image file. */
 export function readImageFile(path: string): RawImage {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `no such file: ${path}` : `${path}: cannot read (${(err as Error).message})`);
-  }
+  const buf = readFileNamed(path);
   return decodeImage(buf, path);
 }
 

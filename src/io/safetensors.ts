@@ -8,7 +8,7 @@
  * (space-padded so the data starts 8-byte aligned), then the raw little-endian
  * tensor bytes; offsets are relative to the start of the data section.
  */
-import { readFileSync } from 'node:fs';
+import { readFileNamed } from './read.js';
 import { endianness } from 'node:os';
 import { writeFileAtomic } from './atomic.js';
 
@@ -201,12 +201,6 @@ export function saveSafetensors(path: string, tensors: Record<string, NamedArray
 
 /** Read and validate a safetensors file; errors name the file. */
 export function loadSafetensors(path: string): SafetensorsContents {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `no such file: ${path}` : `${path}: cannot read (${(err as Error).message})`);
-  }
+  const buf = readFileNamed(path);
   return decodeSafetensors(buf, path);
 }
