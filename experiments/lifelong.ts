@@ -95,6 +95,38 @@ export async function main(argv: string[]): Promise<void> {
   const joint: { seed: number; pairs: string[]; hard: number[]; soft: number[]; entropy: number[]; orders: string[] }[] = [];
   const details: unknown[] = [];
 
+  const done: number[] = [];
+  const report = (done: number[]) => {
+    const wall = (performance.now() - t0) / 1000;
+    const command = `npm run experiment -- lifelong${q ? ' --quick' : ''}${argv.includes('--seeds') ? ` --seeds ${args.seeds.length}` : ''}`;
+    const rows = MODES.map((m) => {
+      const r = perSeed[m.name]!;
+      return [m.name, Math.round(mean(r.map((x) => x.trainable))), pm(r.map((x) => x.hard)), pm(r.map((x) => x.soft)), mean(r.map((x) => x.entropy)).toFixed(3), mean(r.map((x) => x.moved)).toFixed(1)];
+    });
+    const md = [
+      '# E1 — Fashion-MNIST binary tasks: transfer by computation order',
+      '',
+      `Command: \`${command}\`  `,
+      `Machine: ${machine()}  `,
+      `Wall time: ${(wall / 60).toFixed(1)} min, ${done.length} seed(s): ${done.join(', ')}${done.length < args.seeds.length ? ` (of ${args.seeds.length} planned; partial)` : ''}${q ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
+      '',
+      `Protocol: per seed, 10 random Fashion-MNIST class pairs; the pool (${spec.blocks} inverted-residual blocks, C=${spec.channels}, L=${spec.steps} steps, weight mixing) is trained jointly on the first 4 tasks ` +
+        `(${jointLimit.train} training images per task, ${jointEpochs} epochs); each of the next ${newTasks} tasks is then learned over the frozen pool ` +
+        `(${newLimit.train} training images, ${transferEpochs} epochs, learning rate 0.01 for head and patch, 0.05 for the order; scratch trains a new network of the same shape with the joint settings) by each mode. The new task's initial order is chosen once per task among the existing tasks' orders and a random one ` +
+        '(short head-only fit, best held-out accuracy) and shared by all modes; its patch is copied from that task. Accuracy is on the test split of the class pair (2,000 images), ' +
+        'averaged over the transferred tasks, then mean ± std over seeds. Hard = hard order with re-estimated batch-norm statistics; soft = mixture at the final temperature.',
+      '',
+      table(['mode', 'trainable params', 'hard acc %', 'soft acc %', 'entropy', 'steps moved'], rows, { markdown: true, align: ['left', 'right', 'right', 'right', 'right', 'right'] }),
+      '',
+      'Joint tasks (test accuracy, hard order):',
+      '',
+      ...joint.map((j) => `- seed ${j.seed}: ${j.pairs.map((p, i) => `${p} ${(100 * j.hard[i]!).toFixed(1)}% [${j.orders[i]}]`).join('; ')}`),
+      '',
+      'Published reference for frozen modules with order-only learning: 86.3 ± 1.3% (soft layer ordering, MLP modules). Target: `order,head` ≥ 95%.',
+    ].join('\n');
+    writeResults(q ? 'lifelong-quick' : 'lifelong', md, { command, machine: machine(), seeds: done, wallSeconds: wall, spec, perSeed, joint, details });
+
+  };
   for (const seed of args.seeds) {
     const ps = pairs(seed);
     log(`seed ${seed}: pairs ${ps.map(([a, b]) => `${a}/${b}`).join(' ')}`);
@@ -156,34 +188,8 @@ export async function main(argv: string[]): Promise<void> {
       });
     }
     net.dispose();
+    done.push(seed);
+    report(done); // after every seed, so an interrupted run still leaves its results
   }
 
-  const wall = (performance.now() - t0) / 1000;
-  const command = `npm run experiment -- lifelong${q ? ' --quick' : ''}${argv.includes('--seeds') ? ` --seeds ${args.seeds.length}` : ''}`;
-  const rows = MODES.map((m) => {
-    const r = perSeed[m.name]!;
-    return [m.name, Math.round(mean(r.map((x) => x.trainable))), pm(r.map((x) => x.hard)), pm(r.map((x) => x.soft)), mean(r.map((x) => x.entropy)).toFixed(3), mean(r.map((x) => x.moved)).toFixed(1)];
-  });
-  const md = [
-    '# E1 — Fashion-MNIST binary tasks: transfer by computation order',
-    '',
-    `Command: \`${command}\`  `,
-    `Machine: ${machine()}  `,
-    `Wall time: ${(wall / 60).toFixed(1)} min, ${args.seeds.length} seed(s): ${args.seeds.join(', ')}${q ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
-    '',
-    `Protocol: per seed, 10 random Fashion-MNIST class pairs; the pool (${spec.blocks} inverted-residual blocks, C=${spec.channels}, L=${spec.steps} steps, weight mixing) is trained jointly on the first 4 tasks ` +
-      `(${jointLimit.train} training images per task, ${jointEpochs} epochs); each of the next ${newTasks} tasks is then learned over the frozen pool ` +
-      `(${newLimit.train} training images, ${transferEpochs} epochs, learning rate 0.01 for head and patch, 0.05 for the order; scratch trains a new network of the same shape with the joint settings) by each mode. The new task's initial order is chosen once per task among the existing tasks' orders and a random one ` +
-      '(short head-only fit, best held-out accuracy) and shared by all modes; its patch is copied from that task. Accuracy is on the test split of the class pair (2,000 images), ' +
-      'averaged over the transferred tasks, then mean ± std over seeds. Hard = hard order with re-estimated batch-norm statistics; soft = mixture at the final temperature.',
-    '',
-    table(['mode', 'trainable params', 'hard acc %', 'soft acc %', 'entropy', 'steps moved'], rows, { markdown: true, align: ['left', 'right', 'right', 'right', 'right', 'right'] }),
-    '',
-    'Joint tasks (test accuracy, hard order):',
-    '',
-    ...joint.map((j) => `- seed ${j.seed}: ${j.pairs.map((p, i) => `${p} ${(100 * j.hard[i]!).toFixed(1)}% [${j.orders[i]}]`).join('; ')}`),
-    '',
-    'Published reference for frozen modules with order-only learning: 86.3 ± 1.3% (soft layer ordering, MLP modules). Target: `order,head` ≥ 95%.',
-  ].join('\n');
-  writeResults(q ? 'lifelong-quick' : 'lifelong', md, { command, machine: machine(), seeds: args.seeds, wallSeconds: wall, spec, perSeed, joint, details });
 }
