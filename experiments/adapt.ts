@@ -77,7 +77,7 @@ function writePair(prefix: string, images: ImageBatch, labels: ArrayLike<number>
 }
 
 /** MNIST digits on random colour backgrounds (see the top of this file). */
-function colourise(grey: ImageBatch, seed: number): ImageBatch {
+export function colourise(grey: ImageBatch, seed: number): ImageBatch {
   const rng = new Rng(seed);
   const px = grey.height * grey.width;
   const data = new Uint8Array(grey.n * px * 3);
@@ -96,12 +96,12 @@ function colourise(grey: ImageBatch, seed: number): ImageBatch {
   return { n: grey.n, height: grey.height, width: grey.width, channels: 3, data };
 }
 
-function invert(b: ImageBatch): ImageBatch {
+export function invert(b: ImageBatch): ImageBatch {
   return { ...b, data: b.data.map((v) => 255 - v) };
 }
 
 /** Decodes MNIST-M PNGs (extracted from the tar.gz) into one batch, in the labels file's order. */
-function readMnistm(dir: string, labelsFile: string, count?: number): { images: ImageBatch; labels: Int32Array } {
+export function readMnistm(dir: string, labelsFile: string, count?: number): { images: ImageBatch; labels: Int32Array } {
   const lines = readFileSync(labelsFile, 'utf8').trim().split('\n').map((l) => l.trim().split(/\s+/));
   const present = new Set(readdirSync(dir));
   const rows = lines.filter(([f]) => present.has(f!)).slice(0, count);

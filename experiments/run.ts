@@ -5,6 +5,7 @@
 const experiments: Record<string, string> = {
   lifelong: './lifelong.ts',
   organisation: './organisation.ts',
+  adapt: './adapt.ts',
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -11,12 +11,18 @@ const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], {
 test('every command has --help', () => {
   const top = run('--help');
   assert.equal(top.status, 0, top.stderr);
-  for (const cmd of ['demo', 'train', 'eval', 'summary']) {
+  for (const cmd of ['demo', 'train', 'eval', 'summary', 'transfer', 'inspect', 'adapt']) {
     assert.match(top.stdout, new RegExp(`\\b${cmd}\\b`));
     const r = run(cmd, '--help');
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`Usage: compnet ${cmd}`));
   }
+});
+
+test('compnet runs from any working directory', () => {
+  const r = spawnSync(process.execPath, [bin, '--version'], { encoding: 'utf8', timeout: 60_000, cwd: tmp() });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^\d+\.\d+\.\d+/);
 });
 
 test('bad input fails with a message naming the file and field', () => {

@@ -4,6 +4,7 @@ import { LIBRARY_VERSION } from '../version.js';
 import { demoCommand, evalCommand, summaryCommand, trainCommand } from './commands.js';
 import { inspectCommand } from './inspectCommand.js';
 import { transferCommand } from './transferCommand.js';
+import { adaptCommand } from './adaptCommand.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -51,6 +52,19 @@ program
   .option('-o, --out <dir>', 'where to save the model with the new task (default: in place; required for --train all)')
   .option('--init <how>', 'initial order: select (best existing task order on held-out data; default) | random | task:NAME')
   .action((model, o) => transferCommand(model, o));
+
+program
+  .command('adapt')
+  .description("adapt to an unlabelled domain: a new task on the source domains' shared head; only its order is learned (stem, pool, head and sources stay frozen) and its batch-norm statistics are re-estimated on target images")
+  .argument('<model>', 'model directory')
+  .requiredOption('-t, --target <file>', 'JSON task file for the target domain: a task entry as in a config, or {"task": {...}, "train": {...}}')
+  .option('--objective <name>', 'infomax (default) | entropy | select (no gradient: best source order or blend by infomax on target images)')
+  .option('-o, --out <dir>', 'where to save the model with the target task (default: in place)')
+  .option('--labels', "the target file's labels are real: report target accuracy (never used for training or selection)")
+  .option('--sources <tasks>', 'comma-separated source tasks sharing one head (default: the tasks that share a head)')
+  .option('--freeze-order', 'statistics only: keep the initial order and re-estimate batch-norm statistics (AdaBN-like baseline)')
+  .option('--init <how>', 'initial order for infomax/entropy: mean (mean of the sources; default) | select')
+  .action((model, o) => adaptCommand(model, o));
 
 program
   .command('summary')

@@ -1,7 +1,6 @@
 /** `compnet transfer MODEL --task FILE --train PARTS`: add a task to a saved model. */
-import { readJsonNamed } from '../io/read.js';
 import { dirname, resolve } from 'node:path';
-import { parseConfig } from '../data/config.js';
+import { loadTaskFile } from '../data/config.js';
 import { loadModel, saveModel } from '../io/savedModel.js';
 import { loadRecordedData, settingsFromConfig, type TaskDataRecord } from '../train/fromConfig.js';
 import { transferTask, parseTrainParts, type TransferInit } from '../train/transfer.js';
@@ -12,14 +11,6 @@ import { setNumThreads } from '../torch/index.js';
 
 const out = (s = '') => process.stdout.write(s + '\n');
 
-/** A task file: one task entry (as in a config's `tasks`), or `{ "task": {...}, "train": {...} }`. */
-function readTaskFile(file: string) {
-  const json = readJsonNamed(file);
-  const wrapped = json && typeof json === 'object' && 'task' in json ? (json as { task: unknown; train?: unknown }) : { task: json };
-  // Reuse the config parser for its field-naming errors.
-  const c = parseConfig({ tasks: [wrapped.task], train: wrapped.train ?? {} }, file);
-  return { task: c.tasks[0]!, train: c.train, seed: c.seed };
-}
 
 function parseInit(v: string | undefined): TransferInit | undefined {
   if (!v) return undefined;
@@ -34,7 +25,7 @@ export async function transferCommand(model: string, o: { task: string; train: s
   if (parts.includes('all') && resolve(dest) === resolve(model))
     throw new Error(`--train all fine-tunes a copy of the pool: give --out a new directory (not ${model})`);
   const { net: base, manifest } = loadModel(model);
-  const tf = readTaskFile(o.task);
+  const tf = loadTaskFile(o.task);
   setNumThreads(tf.train.threads);
   const rec: TaskDataRecord = {
     task: tf.task,

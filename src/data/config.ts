@@ -235,3 +235,14 @@ export function parseConfig(json: unknown, source: string): Config {
 export function loadConfigFile(file: string): Config {
   return parseConfig(readJsonNamed(file), file);
 }
+
+/**
+ * A task file (for `transfer` and `adapt`): one task entry as in a config's `tasks`, or
+ * `{ "task": {...}, "train": {...} }` to set training options too. Errors name the file and field.
+ */
+export function loadTaskFile(file: string): { task: TaskConfig; train: TrainConfig; seed: number } {
+  const json = readJsonNamed(file);
+  const wrapped = json && typeof json === 'object' && 'task' in json ? (json as { task: unknown; train?: unknown }) : { task: json };
+  const c = parseConfig({ tasks: [wrapped.task], train: wrapped.train ?? {} }, file);
+  return { task: c.tasks[0]!, train: c.train, seed: c.seed };
+}

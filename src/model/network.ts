@@ -154,7 +154,8 @@ export class CompNet {
   }
 
   #logitsTensor(order: Order): Tensor {
-    return keep(tensor(Float64Array.from(order.logits), [order.steps, order.blocks]).to(this.dtype)).setRequiresGrad(true);
+    // tidy: the float64 intermediate must not outlive the conversion.
+    return keep(tidy(() => tensor(Float64Array.from(order.logits), [order.steps, order.blocks]).to(this.dtype))).setRequiresGrad(true);
   }
 
   /** The task's current order as a value. */

@@ -73,7 +73,7 @@ function partTensors(net: CompNet, task: string, parts: TrainPart[]): { name: st
 }
 
 /** Runs `fn` with gradients switched off for every parameter not in `trainable` (restored after). */
-async function frozenExcept<T>(net: CompNet, trainable: Tensor[], fn: () => Promise<T>): Promise<T> {
+export async function frozenExcept<T>(net: CompNet, trainable: Tensor[], fn: () => Promise<T>): Promise<T> {
   const keep = new Set(trainable);
   const all = [
     ...net.sharedParameters(),

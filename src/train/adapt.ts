@@ -1,0 +1,383 @@
+/**
+ * Unsupervised multi-source domain adaptation by computation order (`compnet adapt`).
+ *
+ * The sources are labelled domains of one label space: tasks of a trained model that share one
+ * head, each with its own order and batch-norm patch. The target is a new domain with unlabelled
+ * images. It becomes a new task on the sources' head, and only its order is learned; the stem,
+ * the pool, the head and every source task stay bit-identical. Its batch-norm running statistics
+ * (soft and hard) are re-estimated on target images.
+ *
+ * - The target's order starts from the mean of the source orders' logits (at every step, the
+ *   block the sources prefer together).
+ * - Its patch's scales and biases are the mean of the sources' patches. No source is preferred
+ *   without labels to say which is closest; the mean matches the mean-of-orders start, and the
+ *   statistics, the part of the patch that depends most on the domain, are re-estimated on target
+ *   images anyway. `select` goes further: each candidate is a set of sources, whose mean order
+ *   *and* mean patch are tried together, so a single-source candidate is exactly that source's
+ *   computation (its order and its scales and biases), with target statistics.
+ *
+ * Objectives, all computed from predictions only, never from labels:
+ * - `infomax` (default): mean per-sample prediction entropy minus the entropy of the mean
+ *   prediction over a batch. It rewards confident predictions and spreads them over the classes.
+ * - `entropy`: mean per-sample entropy only. It can collapse onto one class.
+ * - `select`: no gradient. Each source order, the mean of all and the pairwise means are tried
+ *   on target images, with statistics re-estimated on them. The one with the lowest infomax loss
+ *   on the target's validation images is kept.
+ * - `freezeOrder`: statistics only. The initial order is kept and the batch-norm statistics are
+ *   re-estimated on target images: the AdaBN-like baseline within the target task.
+ *
+ * Model selection never uses labels either. The best epoch is the one with the lowest infomax loss
+ * on the validation images, whatever the training objective. `entropy` alone would reward a
+ * collapse onto one class. If no epoch beats the initial order, the initial order is kept.
+ * Target labels are used only for the accuracies that are reported. With `labels: false` they are
+ * replaced by zeros before anything sees them.
+ */
+import { tensor, tidy, noGrad, stack } from '../torch/index.js';
+import type { Tensor } from '../torch/index.js';
+import type { CompNet } from '../model/network.js';
+import { Order } from '../model/order.js';
+import type { Normalization, OrderMode } from '../model/types.js';
+import { batches, type Dataset } from '../data/dataset.js';
+import { runLoop, type EpochRecord, type LoopResult, type TaskSplits } from './loop.js';
+import type { MultitaskSettings } from './multitask.js';
+import { evaluate, recalibrate, taskMetrics, type TaskMetrics } from './evaluate.js';
+import { frozenExcept, type TrainableSummary } from './transfer.js';
+import { silentReporter, type Reporter } from './progress.js';
+
+export type AdaptObjective = 'infomax' | 'entropy' | 'select';
+
+export interface AdaptOptions {
+  /** Name of the new target task. */
+  name: string;
+  /** Default `infomax`. */
+  objective?: AdaptObjective;
+  /**
+   * Source tasks, which must share one head. By default these are the tasks that share a head:
+   * all tasks if the model has one head, otherwise the one head used by two or more tasks.
+   */
+  sources?: string[];
+  /** Loop settings. Only `orderLr` of the learning rates is used, since only the order trains. */
+  settings: MultitaskSettings;
+  /** Statistics only: keep the initial order and re-estimate the batch-norm statistics (AdaBN-like). */
+  freezeOrder?: boolean;
+  /**
+   * Where the order starts for `infomax` and `entropy`. `mean` (default) is the mean of the
+   * source orders and patches. `select` is the candidate that `select` would keep.
+   */
+  init?: 'mean' | 'select';
+  /** Input standardisation recorded with the task, for `predict` (default mean 0, std 1). */
+  normalization?: Normalization;
+  /**
+   * Whether the target datasets carry real labels, used only for reported accuracies (default
+   * true). With `false`, labels are zeroed and no accuracy is reported.
+   */
+  labels?: boolean;
+  reporter?: Reporter;
+}
+
+/** The unsupervised objective on a set of images, as evaluated (full-set mean prediction). */
+export interface ObjectiveValue {
+  /** `entropy − marginalEntropy` (lower is better; the adapt objective). */
+  infomax: number;
+  /** Mean per-sample prediction entropy (nats). */
+  entropy: number;
+  /** Entropy of the mean prediction over the set (nats). */
+  marginalEntropy: number;
+  n: number;
+}
+
+/** One `select` candidate: a set of sources whose mean order and mean patch are tried. */
+export interface AdaptCandidate {
+  name: string;
+  sources: string[];
+  /** Hard order, 1-based. */
+  order: string;
+  /** On the target's validation images, hard order, statistics re-estimated on target training images. */
+  value: ObjectiveValue;
+  /** Target test accuracy (hard order), reported only: when labels and test data are given. */
+  accuracy?: number;
+}
+
+export interface AdaptResult {
+  task: string;
+  head: string;
+  sources: string[];
+  objective: AdaptObjective;
+  freezeOrder: boolean;
+  /** How the target's order and patch started, e.g. `mean(a,b)` or `a`. */
+  initialisedFrom: string;
+  sourceOrders: Record<string, Order>;
+  initialOrder: Order;
+  /** The target's final order. */
+  order: Order;
+  /** Temperature of the soft mixture: the loop's, or the sources' mean if there was no loop. */
+  tau: number;
+  /** Objective on the validation images at the start (initial order, target statistics) and at the end. */
+  before: ObjectiveValue;
+  after: ObjectiveValue;
+  /** True when no training epoch beat the initial order on the validation objective, so it was kept. */
+  keptInitial: boolean;
+  /** The candidates tried (objective `select`, or `init: 'select'`); empty otherwise. */
+  candidates: AdaptCandidate[];
+  /** The candidate kept, when candidates were tried. */
+  chosen?: string;
+  /** The training loop's result (not for `select` and `freezeOrder`). */
+  loop?: LoopResult;
+  /** Loop epochs with the validation objective added. Accuracies are dropped when `labels` is false. */
+  history: (EpochRecord & { valObjective?: ObjectiveValue })[];
+  trainable: TrainableSummary;
+  /** Target test metrics, reported only: when labels and test data are given. */
+  metrics?: TaskMetrics;
+}
+
+/** Per-sample entropy of each row of `logits` `[B, K]` → `[B]`. */
+function rowEntropy(logits: Tensor): Tensor {
+  const logp = logits.logSoftmax(1);
+  return logp.exp().mul(logp).sum([1]).neg();
+}
+
+/**
+ * The training objective on one batch of logits `[B, K]`, as a scalar tensor. `infomax` is mean
+ * per-sample entropy minus the entropy of the batch-mean prediction; `entropy` is the first term.
+ */
+export function objectiveLoss(objective: 'infomax' | 'entropy', logits: Tensor): Tensor {
+  const cond = rowEntropy(logits).mean();
+  if (objective === 'entropy') return cond;
+  const pm = logits.softmax(1).mean([0]);
+  const marginal = pm.mul(pm.clamp(1e-12, 1).log()).sum().neg();
+  return cond.sub(marginal);
+}
+
+/**
+ * The objective of `task` on the images of `ds` in evaluation mode (running statistics). The
+ * mean prediction is taken over the whole set, not per batch. Labels are not read.
+ */
+export function objectiveValue(net: CompNet, task: string, ds: Dataset, o: { mode?: OrderMode; tau?: number; batchSize?: number } = {}): ObjectiveValue {
+  const K = net.head(task).labels.length;
+  const psum = new Float64Array(K);
+  let hsum = 0;
+  noGrad(() => {
+    for (const b of batches(ds, o.batchSize ?? 256, null, { shuffle: false })) {
+      tidy(() => {
+        const x = tensor(b.images, [b.n, ds.size, ds.size, ds.channels]).to(net.dtype);
+        const logits = net.forward(task, x, { mode: o.mode ?? 'hard', tau: o.tau ?? 1 });
+        hsum += rowEntropy(logits).sum().item();
+        const p = logits.softmax(1).sum([0]).toFloat32();
+        for (let k = 0; k < K; k++) psum[k]! += p[k]!;
+      });
+    }
+  });
+  const n = ds.n;
+  let marginal = 0;
+  for (let k = 0; k < K; k++) {
+    const q = n ? psum[k]! / n : 0;
+    if (q > 0) marginal -= q * Math.log(q);
+  }
+  const entropy = n ? hsum / n : 0;
+  return { infomax: entropy - marginal, entropy, marginalEntropy: marginal, n };
+}
+
+/** The source tasks and their shared head (see `AdaptOptions.sources`). */
+export function resolveSources(net: CompNet, sources?: string[]): { sources: string[]; head: string } {
+  if (sources && sources.length) {
+    const heads = new Set(sources.map((s) => net.task(s).info.head));
+    if (heads.size !== 1) throw new Error(`adapt: the sources must share one head, but ${sources.join(', ')} use heads ${[...heads].join(', ')}`);
+    if (new Set(sources).size !== sources.length) throw new Error(`adapt: a source is listed twice (${sources.join(', ')})`);
+    return { sources: [...sources], head: [...heads][0]! };
+  }
+  const byHead = new Map<string, string[]>();
+  for (const t of net.taskNames) {
+    const h = net.task(t).info.head;
+    byHead.set(h, [...(byHead.get(h) ?? []), t]);
+  }
+  if (byHead.size === 0) throw new Error('adapt: the model has no tasks to adapt from');
+  if (byHead.size === 1) {
+    const [head, tasks] = [...byHead][0]!;
+    return { sources: tasks, head };
+  }
+  const shared = [...byHead].filter(([, ts]) => ts.length >= 2);
+  if (shared.length === 1) return { sources: shared[0]![1], head: shared[0]![0] };
+  throw new Error(
+    `adapt: cannot tell which tasks are the source domains (heads: ${[...byHead].map(([h, ts]) => `${h} [${ts.join(', ')}]`).join('; ')}); name the sources`,
+  );
+}
+
+/** The mean of some tasks' order logits. */
+export function meanOrder(net: CompNet, tasks: string[]): Order {
+  const { steps: L, blocks: N } = net.spec;
+  const acc = new Float64Array(L * N);
+  for (const t of tasks) net.order(t).logits.forEach((v, i) => (acc[i]! += v / tasks.length));
+  return new Order(L, N, acc);
+}
+
+/** Sets `task`'s patch (scales, biases and statistics) to the mean of the `from` tasks' patches. */
+function setMeanPatch(net: CompNet, task: string, from: string[]): void {
+  if (from.length === 1) return net.copyPatch(from[0]!, task);
+  const dst = net.task(task).patch.sites;
+  const srcs = from.map((f) => net.task(f).patch.sites);
+  noGrad(() =>
+    dst.forEach((site, i) => {
+      const d = site.tensors();
+      for (const k of Object.keys(d)) tidy(() => d[k]!.assign(stack(srcs.map((s) => s[i]!.tensors()[k]!)).mean([0])));
+    }),
+  );
+}
+
+const blendName = (s: string[], all: number) => (s.length === 1 ? s[0]! : s.length === all && all > 2 ? `mean(all)` : `mean(${s.join(',')})`);
+
+/** Candidate source sets: each source, all of them, and every pair (when that is not all of them). */
+export function candidateSets(sources: string[]): string[][] {
+  const sets: string[][] = sources.map((s) => [s]);
+  if (sources.length >= 2) sets.push([...sources]);
+  if (sources.length >= 3) for (let i = 0; i < sources.length; i++) for (let j = i + 1; j < sources.length; j++) sets.push([sources[i]!, sources[j]!]);
+  return sets;
+}
+
+/** The same splits with every label replaced by 0, so nothing downstream can read them. */
+function blind(d: TaskSplits): TaskSplits {
+  const b = (ds: Dataset): Dataset => ({ ...ds, labels: new Int32Array(ds.n) });
+  return { train: b(d.train), val: b(d.val), ...(d.test ? { test: b(d.test) } : {}) };
+}
+
+/** Adds an unlabelled target domain to `net` as a new task and learns only its order. See the top of this file. */
+export async function adaptTarget(net: CompNet, data: TaskSplits, o: AdaptOptions): Promise<AdaptResult> {
+  const objective = o.objective ?? 'infomax';
+  if (!['infomax', 'entropy', 'select'].includes(objective)) throw new Error(`adapt: unknown objective '${objective}' (expected infomax, entropy or select)`);
+  if (net.tasks.has(o.name)) throw new Error(`task '${o.name}' already exists in this model`);
+  const { sources, head } = resolveSources(net, o.sources);
+  const withLabels = o.labels ?? true;
+  const d = withLabels ? data : blind(data);
+  const C = net.spec.inputChannels;
+  for (const ds of [d.train, d.val, ...(d.test ? [d.test] : [])]) {
+    if (ds.channels !== C) throw new Error(`adapt: target data '${ds.name}' has ${ds.channels} channel(s), the model takes ${C}`);
+    if (ds.size !== d.train.size) throw new Error(`adapt: target data '${ds.name}' is ${ds.size}px, its training split ${d.train.size}px`);
+    if (ds.n === 0) throw new Error(`adapt: target data '${ds.name}' has no images`);
+  }
+  const s = o.settings;
+  const recal = s.recalibrationBatches ?? { epoch: 10, final: 50 };
+  const seed = s.seed;
+  const sourceOrders = Object.fromEntries(sources.map((t) => [t, net.order(t)]));
+  const tau0 = sources.reduce((a, t) => a + net.task(t).tau, 0) / sources.length;
+  const name = o.name;
+  const labels = net.heads.get(head)!.labels;
+  net.addTask(
+    { name, labels, head, inputSize: d.train.size, normalization: o.normalization ?? { mean: new Array(C).fill(0), std: new Array(C).fill(1) } },
+    { order: meanOrder(net, sources) },
+  );
+  try {
+    const t = net.task(name);
+    t.tau = tau0;
+    const apply = (set: string[]) => {
+      net.setOrder(name, meanOrder(net, set));
+      setMeanPatch(net, name, set);
+    };
+    const statistics = (tau: number, batches: number) => {
+      recalibrate(net, name, d.train, { mode: 'soft', tau, maxBatches: batches, seed });
+      recalibrate(net, name, d.train, { mode: 'hard', maxBatches: batches, seed });
+    };
+    const onVal = () => objectiveValue(net, name, d.val, { mode: 'hard' });
+
+    // Start: the mean of all sources, or the best candidate.
+    let initialisedFrom = blendName(sources, sources.length);
+    apply(sources);
+    const candidates: AdaptCandidate[] = [];
+    let chosen: string | undefined;
+    if (objective === 'select' || o.init === 'select') {
+      let best: { set: string[]; value: number } | undefined;
+      for (const set of candidateSets(sources)) {
+        apply(set);
+        recalibrate(net, name, d.train, { mode: 'hard', maxBatches: recal.epoch, seed });
+        const value = onVal();
+        const accuracy = withLabels && d.test ? evaluate(net, name, d.test, { mode: 'hard' }).accuracy : undefined;
+        candidates.push({ name: blendName(set, sources.length), sources: set, order: net.order(name).toString(), value, ...(accuracy !== undefined ? { accuracy } : {}) });
+        if (!best || value.infomax < best.value) best = { set, value: value.infomax };
+      }
+      apply(best!.set);
+      chosen = initialisedFrom = blendName(best!.set, sources.length);
+    }
+    statistics(tau0, recal.final);
+    const initialOrder = net.order(name);
+    const before = onVal();
+    const L = net.spec.steps;
+    const N = net.spec.blocks;
+    const learn = objective !== 'select' && !o.freezeOrder;
+    const modelTotal = net.parameterCounts().total;
+    const trainable: TrainableSummary = learn
+      ? { groups: [{ name: 'order', parameters: L * N }], trainable: L * N, modelTotal, share: (L * N) / modelTotal }
+      : { groups: [], trainable: 0, modelTotal, share: 0 };
+
+    let after = before;
+    let loop: LoopResult | undefined;
+    let keptInitial = false;
+    let history: AdaptResult['history'] = [];
+    if (learn) {
+      const perEpoch: ObjectiveValue[] = [];
+      const inner = o.reporter ?? silentReporter;
+      const reporter: Reporter = {
+        ...inner,
+        epoch(e) {
+          inner.epoch(withLabels ? e : { ...e, tasks: {} });
+          const v = perEpoch.at(-1);
+          if (v) inner.log(`  ${name}: validation infomax ${v.infomax.toFixed(4)} (entropy ${v.entropy.toFixed(4)}, of the mean ${v.marginalEntropy.toFixed(4)}), order [${e.tasks[name]?.order ?? ''}]`);
+        },
+      };
+      const lossKind = objective as 'infomax' | 'entropy';
+      loop = await frozenExcept(net, [t.logits], () =>
+        runLoop(net, {
+          tasks: [name],
+          data: new Map([[name, d]]),
+          groups: [{ name: 'order', params: [t.logits], lr: s.orderLr, weightDecay: 0 }],
+          settings: s,
+          reporter,
+          loss: (_task, logits) => objectiveLoss(lossKind, logits),
+          // The loop has just re-estimated the hard statistics on target training images.
+          score: () => {
+            const v = onVal();
+            perEpoch.push(v);
+            return -v.infomax;
+          },
+        }),
+      );
+      t.tau = loop.tau;
+      after = onVal();
+      if (!(after.infomax < before.infomax)) {
+        // No epoch beat the start on the validation objective: keep the start.
+        net.setOrder(name, initialOrder);
+        t.tau = tau0;
+        statistics(tau0, recal.final);
+        after = onVal();
+        keptInitial = true;
+      }
+      history = loop.history.map((h, i) => {
+        const rec = h.tasks[name]!;
+        const { valSoft, valHard, ...rest } = rec;
+        return { ...h, tasks: { [name]: withLabels ? rec : (rest as typeof rec) }, valObjective: perEpoch[i] };
+      });
+    }
+    const metrics = withLabels && d.test ? taskMetrics(net, name, d.test, initialOrder) : undefined;
+    return {
+      task: name,
+      head,
+      sources,
+      objective,
+      freezeOrder: Boolean(o.freezeOrder) && objective !== 'select',
+      initialisedFrom,
+      sourceOrders,
+      initialOrder,
+      order: net.order(name),
+      tau: t.tau,
+      before,
+      after,
+      keptInitial,
+      candidates,
+      ...(chosen !== undefined ? { chosen } : {}),
+      ...(loop ? { loop } : {}),
+      history,
+      trainable,
+      ...(metrics ? { metrics } : {}),
+    };
+  } catch (e) {
+    net.removeTask(name);
+    throw e;
+  }
+}
