@@ -56,7 +56,11 @@ function child(impl: 'compnet' | 'pytorch', part: string, extra: string[] = []):
   return out;
 }
 
-const log = (s = ''): void => void process.stdout.write(s + '\n');
+const printed: string[] = [];
+const log = (s = ''): void => {
+  printed.push(s);
+  process.stdout.write(s + '\n');
+};
 const progress = (s: string): void => void process.stderr.write(`[bench] ${s}\n`);
 const ms = (x: number): string => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 const fmt = (s: Summary): string => `${ms(s.median)} (${ms(s.min)}–${ms(s.max)})`;
@@ -74,7 +78,10 @@ function table(head: string[], rows: (string | number)[][]): void {
 
 function machine(): Json {
   const info = readFileSync('/proc/cpuinfo', 'utf8');
-  const model = /^model name\s*:\s*(.*)$/m.exec(info)?.[1] ?? cpus()[0]?.model ?? 'unknown';
+  const name = /^model name\s*:\s*(.*)$/m.exec(info)?.[1] ?? cpus()[0]?.model ?? 'unknown';
+  const family = /^cpu family\s*:\s*(.*)$/m.exec(info)?.[1];
+  const modelNo = /^model\s*:\s*(.*)$/m.exec(info)?.[1];
+  const model = `${name}${family ? ` (family ${family}, model ${modelNo})` : ''}`;
   const flags = /^flags\s*:\s*(.*)$/m.exec(info)?.[1]?.split(' ') ?? [];
   const isa = ['avx2', 'fma', 'avx512f', 'avx512_bf16'].filter((f) => flags.includes(f));
   let blas = 'unknown';
@@ -351,7 +358,8 @@ log();
 table(['target', 'measured', 'verdict'], rows);
 results.targets = rows;
 results.seconds = (performance.now() - t0) / 1000;
-log(`Total ${results.seconds.toFixed(0)} s. Raw results: ${jsonOut}`);
+log(`Total ${results.seconds.toFixed(0)} s. Raw results: ${jsonOut.replace(root + '/', '')} (this output: ${jsonOut.replace(root + '/', '').replace(/\.json$/, '')}.md)`);
 mkdirSync(dirname(jsonOut), { recursive: true });
 writeFileSync(jsonOut, JSON.stringify(results, null, 1) + '\n');
+writeFileSync(jsonOut.replace(/\.json$/, '') + '.md', printed.join('\n') + '\n');
 
