@@ -2,7 +2,7 @@
 import { dirname, resolve } from 'node:path';
 import { loadTaskFile } from '../data/config.js';
 import { loadModel, saveModel } from '../io/savedModel.js';
-import { loadRecordedData, settingsFromConfig, type TaskDataRecord } from '../train/fromConfig.js';
+import { loadRecordedData, type TaskDataRecord } from '../train/fromConfig.js';
 import { adaptTarget, resolveSources, type AdaptObjective, type AdaptResult, type ObjectiveValue } from '../train/adapt.js';
 import { consoleReporter } from '../train/progress.js';
 import { accuracyTable } from '../report/accuracy.js';
@@ -60,7 +60,7 @@ export async function adaptCommand(
       if (names.join('\u0000') !== headLabels.join('\u0000'))
         process.stderr.write(`warning: target class names (${names.join(', ')}) differ from head '${head}' (${headLabels.join(', ')}); labels are matched by index\n`);
     }
-    const settings = settingsFromConfig({ model: {} as never, tasks: [], train: tf.train, seed: tf.seed });
+    const settings = tf.train;
     out(`adapt '${tf.task.name}' onto ${model} (pool ${manifest.poolHash.slice(0, 12)}…): sources ${sources.join(', ')} (head '${head}'), objective ${objective}${o.freezeOrder && objective !== 'select' ? ', order frozen (statistics only)' : ''}`);
     out(`target images: ${data.train.n} train, ${data.val.n} validation${labels ? `, ${data.test.n} test (labels used only to report accuracy)` : ' (no labels used)'}`);
     const r = await adaptTarget(net, { train: data.train, val: data.val, test: data.test }, {

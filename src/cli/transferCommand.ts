@@ -2,7 +2,7 @@
 import { dirname, resolve } from 'node:path';
 import { loadTaskFile } from '../data/config.js';
 import { loadModel, saveModel } from '../io/savedModel.js';
-import { loadRecordedData, settingsFromConfig, type TaskDataRecord } from '../train/fromConfig.js';
+import { loadRecordedData, type TaskDataRecord } from '../train/fromConfig.js';
 import { transferTask, parseTrainParts, type TransferInit } from '../train/transfer.js';
 import { consoleReporter } from '../train/progress.js';
 import { accuracyTable } from '../report/accuracy.js';
@@ -35,7 +35,7 @@ export async function transferCommand(model: string, o: { task: string; train: s
     inputChannels: base.spec.inputChannels as 1 | 3,
   };
   const data = loadRecordedData(rec);
-  const settings = settingsFromConfig({ model: {} as never, tasks: [], train: tf.train, seed: tf.seed });
+  const settings = tf.train;
   out(`transfer '${tf.task.name}' onto ${model} (pool ${manifest.poolHash.slice(0, 12)}…), training: ${parts.join(', ')}`);
   const r = await transferTask(base, data, {
     task: { name: tf.task.name, labels: data.train.classNames, inputSize: data.train.size, normalization: data.stats, head: tf.task.head },

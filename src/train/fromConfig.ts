@@ -53,11 +53,6 @@ export function specFromConfig(c: Config): ModelSpec {
   };
 }
 
-export function settingsFromConfig(c: Config): MultitaskSettings {
-  const t = c.train;
-  return { ...t, optimizer: t.optimizer };
-}
-
 export interface TrainFromConfigOptions {
   /** Output model directory. */
   out: string;
@@ -94,7 +89,7 @@ export async function trainFromConfig(config: Config, configFile: string, o: Tra
     data.set(task.name, loadRecordedData(rec));
   }
   const spec = specFromConfig(config);
-  const settings = settingsFromConfig(config);
+  const settings: MultitaskSettings = config.train; // the `train` section is the settings
   const ckptDir = join(o.out, 'checkpoint');
   let net: CompNet;
   let resume: { state: LoopState; optimizerState?: Buffer; best?: CompNet } | undefined;
