@@ -208,11 +208,11 @@ const VARIANTS: { method: Method; o: Partial<AdaptOptions> }[] = [
 export async function main(argv: string[]): Promise<void> {
   const args = parseArgs(argv);
   const q = args.quick;
-  torch.setNumThreads(2);
+  torch.setNumThreads(args.threads);
   const files = prepareDomains();
   const spec: ModelSpec = { inputChannels: 3, channels: 32, blocks: 4, steps: 8, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' };
-  const limit = q ? { train: 600, test: 300 } : { train: 5000, test: 2000 };
-  const sourceEpochs = q ? 1 : 10;
+  const limit = q ? { train: 600, test: 300 } : { train: 3000, test: 2000 };
+  const sourceEpochs = q ? 1 : 8;
   const adaptEpochs = q ? 1 : 3;
   const train = (seed: number, epochs: number): MultitaskSettings => ({ ...DEFAULT_TRAIN, optimizer: 'adam', epochs, seed });
   const t0 = performance.now();
@@ -222,6 +222,65 @@ export async function main(argv: string[]): Promise<void> {
   const orders: Record<string, { seed: number; sources: Record<string, string>; targets: Record<string, string>; singles: Record<string, { acc: number; entropy: number }> }[]> = {};
   const details: unknown[] = [];
 
+  /** Writes the tables for the seeds finished so far (after every seed, so a long run loses nothing). */
+  const writeAll = (done: number[]): void => {
+    const wall = (performance.now() - t0) / 1000;
+    const command = ['npm run experiment -- adapt', ...argv].join(' ');
+    const avg = (m: Method) => done.map((_, i) => mean(TARGETS.map((t) => acc[t]![m]![i]!)));
+    const rows = METHODS.map((m) => [m, ...TARGETS.map((t) => pm(acc[t]![m]!)), pm(avg(m))]);
+    const a = (m: Method, t?: Domain) => mean(t ? acc[t]![m]! : avg(m));
+    const ours: Method = 'adapt infomax (default)';
+    const gain = (base: Method, t?: Domain) => 100 * (a(ours, t) - a(base, t));
+    const verdict = [
+      `- \`adapt\` (infomax) minus source-combined, average over targets: ${gain('source-combined').toFixed(1)} points; on MNIST-M: ${gain('source-combined', 'mnistm').toFixed(1)}.`,
+      `- \`adapt\` (infomax) minus AdaBN, average over targets: ${gain('AdaBN (source-combined, target statistics)').toFixed(1)} points; on MNIST-M: ${gain('AdaBN (source-combined, target statistics)', 'mnistm').toFixed(1)}.`,
+      `- \`adapt\` (infomax) minus order frozen (what the order contributes beyond statistics), average: ${gain('adapt, order frozen (statistics only)').toFixed(1)} points.`,
+      `- Target (beat source-combined and AdaBN on average, by ≥ 5 points on MNIST-M): ${
+        gain('source-combined') > 0 && gain('AdaBN (source-combined, target statistics)') > 0 && gain('source-combined', 'mnistm') >= 5 && gain('AdaBN (source-combined, target statistics)', 'mnistm') >= 5 ? 'met' : 'NOT met'
+      }.`,
+    ];
+    const orderLines = TARGETS.flatMap((t) => {
+      const o = orders[t]?.[0];
+      if (!o) return [];
+      return [
+        `**${TITLE[t]}** (seed ${o.seed}):`,
+        '',
+        table(
+          ['order', 'hard order (blocks 1–4)'],
+          [...Object.entries(o.sources).map(([s, ord]) => [`source ${TITLE[s as Domain]}`, ord]), ...Object.entries(o.targets).map(([m, ord]) => [`target: ${m}`, ord])],
+          { markdown: true },
+        ),
+        '',
+      ];
+    });
+    const md = [
+      '# E4 — digits, leave one domain out: domain adaptation by computation order',
+      '',
+      `Command: \`${command}\`  `,
+      `Machine: ${machine()}  `,
+      `Wall time: ${(wall / 60).toFixed(1)} min, ${done.length} of ${args.seeds.length} seed(s) finished: ${done.join(', ')}${q ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
+      '',
+      `Protocol: five domains at 32x32x3 (MNIST, USPS, MNIST-M, and two derived: MNIST-M with inverted colours, MNIST digits on random colour backgrounds; see experiments/adapt.ts for how they are made). ` +
+        `For each real target the other four are the sources: ${limit.train} training images each (10% held out for validation), trained jointly for ${sourceEpochs} epochs as four tasks sharing one head ` +
+        `(pool of ${spec.blocks} inverted-residual blocks, C=${spec.channels}, L=${spec.steps}). Source-combined is a second network of the same architecture with one task trained on the union of the sources. ` +
+        `\`adapt\` learns only the target's order (${spec.steps * spec.blocks} numbers) for ${adaptEpochs} epochs on unlabelled target training images; target labels are used only for the accuracies below ` +
+        `(hard order, ${limit.test} target test images at most). Mean ± std over seeds.`,
+      '',
+      table(['method', ...TARGETS.map((t) => `${TITLE[t]} %`), 'average %'], rows, { markdown: true, align: ['left', 'right', 'right', 'right', 'right'] }),
+      '',
+      ...verdict,
+      '',
+      'Published context (Digit-Five, LeNet-style networks, different domains): source-combined 97.6 / 61.7 / 81.6 (MNIST / MNIST-M / USPS), M3SDA 98.8 / 67.8 / 97.2.',
+      '',
+      '## Adaptation by re-ordering: target orders next to the source orders',
+      '',
+      ...orderLines,
+    ].join('\n');
+    writeResults(q ? 'adapt-quick' : 'adapt', md, { command, machine: machine(), seeds: done, wallSeconds: wall, spec, limit, sourceEpochs, adaptEpochs, accuracy: acc, orders, details });
+
+  };
+
+  const done: number[] = [];
   for (const seed of args.seeds) {
     log(`seed ${seed}: loading ${DOMAINS.length} domains (${limit.train} training images each)`);
     const data = new Map<Domain, TaskData>(DOMAINS.map((d) => [d, loadDomain(d, files[d], limit, seed)]));
@@ -280,61 +339,9 @@ export async function main(argv: string[]): Promise<void> {
       net.dispose();
       log(`  ${TITLE[target]} done in ${((performance.now() - t1) / 60000).toFixed(1)} min`);
     }
+    done.push(seed);
+    writeAll(done);
   }
-
-  const wall = (performance.now() - t0) / 1000;
-  const command = `npm run experiment -- adapt${q ? ' --quick' : ''}${argv.includes('--seeds') ? ` --seeds ${args.seeds.length}` : ''}`;
-  const avg = (m: Method) => args.seeds.map((_, i) => mean(TARGETS.map((t) => acc[t]![m]![i]!)));
-  const rows = METHODS.map((m) => [m, ...TARGETS.map((t) => pm(acc[t]![m]!)), pm(avg(m))]);
-  const a = (m: Method, t?: Domain) => mean(t ? acc[t]![m]! : avg(m));
-  const ours: Method = 'adapt infomax (default)';
-  const gain = (base: Method, t?: Domain) => 100 * (a(ours, t) - a(base, t));
-  const verdict = [
-    `- \`adapt\` (infomax) minus source-combined, average over targets: ${gain('source-combined').toFixed(1)} points; on MNIST-M: ${gain('source-combined', 'mnistm').toFixed(1)}.`,
-    `- \`adapt\` (infomax) minus AdaBN, average over targets: ${gain('AdaBN (source-combined, target statistics)').toFixed(1)} points; on MNIST-M: ${gain('AdaBN (source-combined, target statistics)', 'mnistm').toFixed(1)}.`,
-    `- \`adapt\` (infomax) minus order frozen (what the order contributes beyond statistics), average: ${gain('adapt, order frozen (statistics only)').toFixed(1)} points.`,
-    `- Target (beat source-combined and AdaBN on average, by ≥ 5 points on MNIST-M): ${
-      gain('source-combined') > 0 && gain('AdaBN (source-combined, target statistics)') > 0 && gain('source-combined', 'mnistm') >= 5 && gain('AdaBN (source-combined, target statistics)', 'mnistm') >= 5 ? 'met' : 'NOT met'
-    }.`,
-  ];
-  const orderLines = TARGETS.flatMap((t) => {
-    const o = orders[t]?.[0];
-    if (!o) return [];
-    return [
-      `**${TITLE[t]}** (seed ${o.seed}):`,
-      '',
-      table(
-        ['order', 'hard order (blocks 1–4)'],
-        [...Object.entries(o.sources).map(([s, ord]) => [`source ${TITLE[s as Domain]}`, ord]), ...Object.entries(o.targets).map(([m, ord]) => [`target: ${m}`, ord])],
-        { markdown: true },
-      ),
-      '',
-    ];
-  });
-  const md = [
-    '# E4 — digits, leave one domain out: domain adaptation by computation order',
-    '',
-    `Command: \`${command}\`  `,
-    `Machine: ${machine()}  `,
-    `Wall time: ${(wall / 60).toFixed(1)} min, ${args.seeds.length} seed(s): ${args.seeds.join(', ')}${q ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
-    '',
-    `Protocol: five domains at 32x32x3 (MNIST, USPS, MNIST-M, and two derived: MNIST-M with inverted colours, MNIST digits on random colour backgrounds; see experiments/adapt.ts for how they are made). ` +
-      `For each real target the other four are the sources: ${limit.train} training images each (10% held out for validation), trained jointly for ${sourceEpochs} epochs as four tasks sharing one head ` +
-      `(pool of ${spec.blocks} inverted-residual blocks, C=${spec.channels}, L=${spec.steps}). Source-combined is a second network of the same architecture with one task trained on the union of the sources. ` +
-      `\`adapt\` learns only the target's order (${spec.steps * spec.blocks} numbers) for ${adaptEpochs} epochs on unlabelled target training images; target labels are used only for the accuracies below ` +
-      `(hard order, ${limit.test} target test images at most). Mean ± std over seeds.`,
-    '',
-    table(['method', ...TARGETS.map((t) => `${TITLE[t]} %`), 'average %'], rows, { markdown: true, align: ['left', 'right', 'right', 'right', 'right'] }),
-    '',
-    ...verdict,
-    '',
-    'Published context (Digit-Five, LeNet-style networks, different domains): source-combined 97.6 / 61.7 / 81.6 (MNIST / MNIST-M / USPS), M3SDA 98.8 / 67.8 / 97.2.',
-    '',
-    '## Adaptation by re-ordering: target orders next to the source orders',
-    '',
-    ...orderLines,
-  ].join('\n');
-  writeResults(q ? 'adapt-quick' : 'adapt', md, { command, machine: machine(), seeds: args.seeds, wallSeconds: wall, spec, limit, sourceEpochs, adaptEpochs, accuracy: acc, orders, details });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main(process.argv.slice(2));

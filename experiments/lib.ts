@@ -8,6 +8,8 @@ import { LIBRARY_VERSION } from '../src/index.js';
 export interface ExperimentArgs {
   quick: boolean;
   seeds: number[];
+  /** libtorch intra-op threads (`--threads N`, default 2: this machine's cores). */
+  threads: number;
   argv: string[];
 }
 
@@ -16,7 +18,10 @@ export function parseArgs(argv: string[]): ExperimentArgs {
   const i = argv.indexOf('--seeds');
   const n = i >= 0 ? Number(argv[i + 1]) : quick ? 1 : 3;
   if (!Number.isInteger(n) || n < 1) throw new Error('--seeds must be a positive integer');
-  return { quick, seeds: Array.from({ length: n }, (_, k) => k), argv };
+  const t = argv.indexOf('--threads');
+  const threads = t >= 0 ? Number(argv[t + 1]) : 2;
+  if (!Number.isInteger(threads) || threads < 1) throw new Error('--threads must be a positive integer');
+  return { quick, seeds: Array.from({ length: n }, (_, k) => k), threads, argv };
 }
 
 export function mean(xs: number[]): number {
