@@ -6,6 +6,7 @@ const experiments: Record<string, string> = {
   lifelong: './lifelong.ts',
   organisation: './organisation.ts',
   adapt: './adapt.ts',
+  reuse: './reuse.ts',
 };
 
 const [name, ...rest] = process.argv.slice(2);
