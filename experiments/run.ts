@@ -7,6 +7,7 @@ const experiments: Record<string, string> = {
   organisation: './organisation.ts',
   adapt: './adapt.ts',
   reuse: './reuse.ts',
+  multitask: './multitask.ts',
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -1,0 +1,143 @@
+/**
+ * E2 — multi-task learning across datasets (issue 5): MNIST, Fashion-MNIST, USPS and CIFAR-10,
+ * all at 32x32x3 (grey images replicated to three channels), at equal training steps:
+ * (a) independent networks, one per task (same N and L, own stem and blocks, identity order);
+ * (b) hard sharing: one stem and pool, one fixed order (identity) for every task, per-task
+ *     heads and batch-norm patches;
+ * (c) compnet: per-task learned orders over one pool, weight mixing;
+ * (d) the same with output mixing (every block runs at every step while training).
+ * Every variant trains with compnet's default settings for the same epochs; a step of a
+ * multi-task variant draws one batch from every task, so each task sees the same number of
+ * batches as its independent network.
+ *
+ * `npm run experiment -- multitask [--quick] [--seeds N] [--threads N]`.
+ */
+import { pathToFileURL } from 'node:url';
+import { CompNet, Order, trainMultitask, DEFAULT_TRAIN, type MultitaskSettings, type ModelSpec, type TaskData, torch } from '../src/index.js';
+import { table } from '../src/report/table.js';
+import { Rng } from '../src/data/rng.js';
+import { parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
+import { IDX, cifar10, loadIdxTask, type IdxFiles } from './data.js';
+
+const TASKS = ['mnist', 'fashion', 'usps', 'cifar10'] as const;
+type Task = (typeof TASKS)[number];
+const TITLE: Record<Task, string> = { mnist: 'MNIST', fashion: 'Fashion-MNIST', usps: 'USPS', cifar10: 'CIFAR-10' };
+
+interface Variant {
+  key: string;
+  title: string;
+  /** One network per task instead of one shared network. */
+  independent?: boolean;
+  fixed?: boolean;
+  mixing: 'weight' | 'output';
+}
+
+const VARIANTS: Variant[] = [
+  { key: 'a', title: '(a) independent networks', independent: true, fixed: true, mixing: 'weight' },
+  { key: 'b', title: '(b) hard sharing (one fixed order)', fixed: true, mixing: 'weight' },
+  { key: 'c', title: '(c) compnet, learned orders, weight mixing', mixing: 'weight' },
+  { key: 'd', title: '(d) compnet, learned orders, output mixing', mixing: 'output' },
+];
+
+interface Run {
+  acc: Record<Task, number>;
+  orders: Record<Task, string>;
+  seconds: number;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const args = parseArgs(argv);
+  const q = args.quick;
+  torch.setNumThreads(args.threads);
+  const cifar = cifar10();
+  const files: Record<Task, IdxFiles> = { mnist: IDX.mnist(), fashion: IDX.fashion(), usps: IDX.usps(), cifar10: cifar.files };
+  const limit = q ? { train: 400, test: 300 } : { train: 2000, test: 2000 };
+  const epochs = q ? 1 : 4;
+  const spec: ModelSpec = { inputChannels: 3, channels: 32, blocks: 4, steps: 4, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' };
+  const identity = Order.fromSequence([0, 1, 2, 3], spec.blocks);
+  const t0 = performance.now();
+  const runs: Record<string, Run[]> = Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
+  const params: Record<string, { total: number; perTask: number }> = {};
+
+  const report = (done: number[]) => {
+    const wall = (performance.now() - t0) / 1000;
+    const command = ['npm run experiment -- multitask', ...argv].join(' ');
+    const avg = (k: string) => runs[k]!.map((r) => mean(TASKS.map((t) => r.acc[t])));
+    const rows = VARIANTS.map((v) => [
+      v.title,
+      ...TASKS.map((t) => pm(runs[v.key]!.map((r) => r.acc[t]))),
+      pm(avg(v.key)),
+      (100 * (mean(avg(v.key)) - mean(avg('a')))).toFixed(1),
+      params[v.key]!.total,
+      params[v.key]!.perTask,
+      `${mean(runs[v.key]!.map((r) => r.seconds)).toFixed(0)}`,
+    ]);
+    const d = (x: string, y: string) => 100 * (mean(avg(x)) - mean(avg(y)));
+    const half = params.c!.total <= params.a!.total / 2;
+    const verdict = [
+      `- (c) − (a): ${d('c', 'a').toFixed(1)} points on average, with ${((100 * params.c!.total) / params.a!.total).toFixed(0)}% of (a)'s parameters. Target (within 1 point with at most half the parameters): ${Math.abs(d('c', 'a')) <= 1 || d('c', 'a') > 0 ? (half ? 'met' : 'NOT met (parameters)') : 'NOT met'}.`,
+      `- (c) − (b), learned orders vs one fixed order: ${d('c', 'b').toFixed(1)} points. Target (c) better than (b): ${d('c', 'b') > 0 ? 'met' : 'NOT met'}.`,
+      `- (d) − (c), output vs weight mixing: ${d('d', 'c').toFixed(1)} points.`,
+    ];
+    const orders = VARIANTS.filter((v) => !v.fixed).map((v) => `- ${v.title}, seed ${done[0]}: ${TASKS.map((t) => `${TITLE[t]} ${runs[v.key]![0]!.orders[t]}`).join('; ')}`);
+    const md = [
+      '# E2 — multi-task learning across datasets',
+      '',
+      `Command: \`${command}\`  `,
+      `Machine: ${machine()}; ${args.threads} libtorch thread(s)  `,
+      `Wall time: ${(wall / 60).toFixed(1)} min, ${done.length} of ${args.seeds.length} seed(s) finished: ${done.join(', ')}${q ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
+      '',
+      `Protocol: four tasks at 32x32x3 — MNIST, Fashion-MNIST, USPS (grey, replicated to 3 channels, resized) and CIFAR-10 (shared JPEG re-encoding) — ${limit.train} training images each (10% held out for validation), ` +
+        `test accuracy on ${limit.test} test images at most (USPS: its 2,007). Every variant: ${epochs} epochs of batch 64 per task, Adam lr ${DEFAULT_TRAIN.lr}, ` +
+        `pool of N = ${spec.blocks} inverted-residual blocks, L = ${spec.steps} steps, C = ${spec.channels}. Learned orders: compnet's defaults (order lr ${DEFAULT_TRAIN.orderLr}, random initial logits, straight-through, temperature ${DEFAULT_TRAIN.tauStart} → ${DEFAULT_TRAIN.tauMin}); fixed orders have order learning rate 0. ` +
+        'Accuracy = hard order with re-estimated batch-norm statistics. Mean ± std over seeds. Parameters: total for all four tasks, and per task (order + patch + head; for (a), one whole network).',
+      '',
+      table(['variant', ...TASKS.map((t) => `${TITLE[t]} %`), 'mean %', 'Δ vs (a)', 'total params', 'per-task params', 'train s'], rows, { markdown: true, align: ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'] }),
+      '',
+      ...verdict,
+      '',
+      'Learned hard orders (1-based blocks):',
+      '',
+      ...orders,
+    ].join('\n');
+    writeResults(q ? 'multitask-quick' : 'multitask', md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, limit, epochs, spec, params, runs });
+  };
+
+  const done: number[] = [];
+  for (const seed of args.seeds) {
+    const data = new Map<Task, TaskData>(TASKS.map((t) => [t, loadIdxTask(t, files[t], { limit, inputSize: 32, inputChannels: 3, seed })]));
+    const labelsOf = (t: Task) => (t === 'cifar10' ? data.get(t)!.train.classNames.map((c) => cifar.classNames[Number(c)] ?? c) : data.get(t)!.train.classNames);
+    for (const v of VARIANTS) {
+      const t1 = performance.now();
+      const settings: MultitaskSettings = { ...DEFAULT_TRAIN, optimizer: 'adam', epochs, seed, ...(v.fixed ? { orderLr: 0 } : {}) };
+      // (a) is one network per task; the others are one network with every task.
+      const groups: Task[][] = v.independent ? TASKS.map((t) => [t]) : [[...TASKS]];
+      const run: Run = { acc: {} as Record<Task, number>, orders: {} as Record<Task, string>, seconds: 0 };
+      let total = 0;
+      let perTask = 0;
+      for (const tasks of groups) {
+        const net = CompNet.create({ ...spec, mixing: v.mixing }, { seed });
+        const rng = new Rng(seed ^ 0x0dde);
+        for (const t of tasks)
+          net.addTask({ name: t, labels: labelsOf(t), inputSize: 32, normalization: data.get(t)!.stats }, v.fixed ? { order: identity } : { orderInit: DEFAULT_TRAIN.orderInit, orderScale: DEFAULT_TRAIN.orderInitScale, random: () => rng.next() });
+        const r = await trainMultitask(net, new Map(tasks.map((t) => [t, data.get(t)!])), settings);
+        for (const t of tasks) {
+          run.acc[t] = r.metrics[t]!.hard;
+          run.orders[t] = r.metrics[t]!.order;
+        }
+        const pc = net.parameterCounts();
+        total += pc.total;
+        perTask += v.independent ? pc.total / TASKS.length : mean(tasks.map((t) => pc.tasks[t]!.total));
+        net.dispose();
+      }
+      run.seconds = (performance.now() - t1) / 1000;
+      params[v.key] = { total, perTask: Math.round(perTask) };
+      runs[v.key]!.push(run);
+      log(`seed ${seed} ${v.title}: ${TASKS.map((t) => `${TITLE[t]} ${(100 * run.acc[t]).toFixed(1)}`).join(', ')} (${run.seconds.toFixed(0)} s)`);
+    }
+    done.push(seed);
+    report(done); // after every seed, so an interrupted run still leaves its results
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main(process.argv.slice(2));
