@@ -105,6 +105,18 @@ export function cifar10(): { files: IdxFiles; classNames: string[] } {
   return { files, classNames: JSON.parse(readFileSync(names, 'utf8')) };
 }
 
+/** Omniglot's first small background set, unzipped into the cache; returns its folder of alphabets. */
+export function omniglotSmall1(): string {
+  requireShared('Omniglot', 'omniglot');
+  const dir = join(CACHE, 'omniglot');
+  cached(CACHE, 'omniglot', 1, () => {
+    rmSync(dir, { recursive: true, force: true });
+    ensureDir(dir);
+    execFileSync('unzip', ['-q', join(SHARED, 'omniglot/images_background_small1.zip'), '-d', dir]);
+  });
+  return join(dir, 'images_background_small1');
+}
+
 /** MNIST, USPS and Fashion-MNIST as the shared / Debian IDX files (no cache needed). */
 export const IDX = {
   mnist: (): IdxFiles => ({
@@ -141,7 +153,12 @@ export interface TaskLoad {
 
 /** A task's splits from IDX files, through the same config schema and loader as `compnet train`. */
 export function loadIdxTask(name: string, files: IdxFiles, o: TaskLoad): TaskData {
-  const task = { name, data: { format: 'idx', ...files }, ...(o.limit ? { limit: o.limit } : {}), ...(o.classes ? { classes: o.classes } : {}), validation: o.validation ?? 0.1 };
+  return loadTask(name, { format: 'idx', ...files }, o);
+}
+
+/** A task's splits from any data source a config accepts (`{"format": "folder", ...}` and so on). */
+export function loadTask(name: string, source: Record<string, unknown>, o: TaskLoad): TaskData {
+  const task = { name, data: source, ...(o.limit ? { limit: o.limit } : {}), ...(o.classes ? { classes: o.classes } : {}), validation: o.validation ?? 0.1 };
   const c = parseConfig({ tasks: [task] }, `experiment task ${name}`);
   return loadTaskData(c.tasks[0]!, '/', { inputSize: o.inputSize, inputChannels: o.inputChannels, seed: o.seed });
 }

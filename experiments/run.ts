@@ -8,6 +8,7 @@ const experiments: Record<string, string> = {
   adapt: './adapt.ts',
   reuse: './reuse.ts',
   multitask: './multitask.ts',
+  transfer: './transfer.ts',
 };
 
 const [name, ...rest] = process.argv.slice(2);
