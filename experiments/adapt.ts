@@ -222,8 +222,8 @@ export async function main(argv: string[]): Promise<void> {
       `Wall time: ${(wall / 60).toFixed(1)} min, ${done.length} of ${args.seeds.length} seed(s) finished: ${done.join(', ')}${q ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
       '',
       `Protocol: five domains at 32x32x3 (MNIST, USPS, MNIST-M, and two derived: MNIST-M with inverted colours, MNIST digits on random colour backgrounds; see experiments/adapt.ts for how they are made). ` +
-        `For each real target the other four are the sources: ${limit.train} training images each (10% held out for validation), trained jointly for ${sourceEpochs} epochs as four tasks sharing one head ` +
-        `(pool of ${spec.blocks} inverted-residual blocks, C=${spec.channels}, L=${spec.steps}). Source-combined is a second network of the same architecture with one task trained on the union of the sources. ` +
+        `For each real target the other four are the sources: ${limit.train} training images each (10% held out for validation), trained jointly for ${sourceEpochs} epochs as four tasks sharing one head (batches of 16 per source, so that a step sees 64 images and both source networks take the same number of steps) ` +
+        `(pool of ${spec.blocks} inverted-residual blocks, C=${spec.channels}, L=${spec.steps}). Source-combined is a second network of the same architecture with one task trained on the union of the sources (batches of 64). ` +
         `\`adapt\` learns only the target's order (${spec.steps * spec.blocks} numbers) for ${adaptEpochs} epochs on unlabelled target training images; target labels are used only for the accuracies below ` +
         `(hard order, ${limit.test} target test images at most). Mean ± std over seeds.`,
       '',
@@ -260,7 +260,11 @@ export async function main(argv: string[]): Promise<void> {
       const rng = new Rng(seed ^ 0x0dde);
       for (const s of sources) net.addTask({ name: s, labels: tgt.train.classNames, head: 'digits', inputSize: 32, normalization: data.get(s)!.stats }, { random: () => rng.next() });
       log(`  ${TITLE[target]}: training ${sources.length} source domains jointly`);
-      const mr = await trainMultitask(net, new Map(sources.map((s) => [s, data.get(s)!])), train(seed, sourceEpochs));
+      // A multi-task step takes one batch from every task: batches of 16 per source make it 64
+      // images, as a step of the source-combined network, so both take the same number of steps
+      // on the same images (with 64 per source, the first run of E4 had 4x fewer steps and its
+      // sources reached only 22-60% on their own test sets).
+      const mr = await trainMultitask(net, new Map(sources.map((s) => [s, data.get(s)!])), { ...train(seed, sourceEpochs), batchSize: 64 / sources.length });
 
       // Source-combined and AdaBN.
       const comb = CompNet.create(spec, { seed });
@@ -296,6 +300,7 @@ export async function main(argv: string[]): Promise<void> {
         net.removeTask('target');
       }
       (orders[target] ??= []).push({ seed, sources: Object.fromEntries(sources.map((s) => [s, net.order(s).toString()])), targets, singles });
+      log(`  ${TITLE[target]}: sources on their own test sets: ${Object.entries(mr.metrics).map(([k, m]) => `${k} ${(100 * m.hard).toFixed(1)}%`).join(', ')}`);
       details.push({ seed, target, sourceTest: Object.fromEntries(Object.entries(mr.metrics).map(([k, m]) => [k, m.hard])), singles, byEntropy, seconds: (performance.now() - t1) / 1000 });
       net.dispose();
       log(`  ${TITLE[target]} done in ${((performance.now() - t1) / 60000).toFixed(1)} min`);
