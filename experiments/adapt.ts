@@ -18,13 +18,12 @@
  * - the sources are trained jointly as four tasks of one pool sharing one head (`compnet train`
  *   with a shared `head`);
  * - source-combined: a second network of the same architecture, one task (one order, one patch)
- *   trained on the union of the sources' training images (same number of images seen);
+ *   trained on the union of the sources' training images (same images, same number of steps);
  * - AdaBN: the source-combined network with batch-norm statistics re-estimated on target images
  *   (`adaptTarget(..., { sources: ['combined'], freezeOrder: true })`);
  * - each source's own task (order, patch, statistics) applied to the target, and the one of them
  *   chosen without labels (lowest mean prediction entropy on target validation images);
- * - `adapt` with infomax, entropy and select, with the order frozen (statistics only), and infomax
- *   started from select's choice.
+ * - `adapt` with infomax, entropy and select, and with the order frozen (statistics only).
  * Every domain is standardised with the per-channel mean and std of its own training images (no
  * labels involved), the same for every method. Target labels are used only to report accuracy.
  *
