@@ -3,7 +3,7 @@
  * batch-norm patch and a head (heads may be shared between tasks of one label space).
  */
 import { Tensor, tensor, conv2d, linear, noGrad, keep, manualSeed, tidy, rand } from '../torch/index.js';
-import { activate, residualBranch } from './block.js';
+import { activate, consume, residualBranch } from './block.js';
 import { kaimingNormal, Pool } from './pool.js';
 import { Order } from './order.js';
 import { Patch, type StatsSet } from './patch.js';
@@ -211,22 +211,29 @@ export class CompNet {
     const slots = this.pool.slots;
 
     // NHWC data viewed as NCHW is channels-last in memory, the faster layout for these convs.
-    let h = conv2d(x.permute([0, 3, 1, 2]), this.stem, { stride: spec.stemStride, padding: 1 });
-    h = activate(task.patch.stem.apply(h, [], norm), spec.activation);
+    // Each intermediate is freed at its last use (see `consume`); `x` stays the caller's.
+    const input = x.permute([0, 3, 1, 2]);
+    let h = consume(input, conv2d(input, this.stem, { stride: spec.stemStride, padding: 1 }));
+    h = consume(h, task.patch.stem.apply(h, [], norm));
+    h = consume(h, activate(h, spec.activation));
 
     if (mode === 'hard') {
       const seq = this.order(taskName).hard();
       seq.forEach((b, l) => {
         const idx = spec.mixing === 'output' ? [l, b] : [l];
-        const f = residualBranch(h, slots, this.pool.block(b), (i, v) => task.patch.steps[i]!.apply(v, idx, norm), spec.activation);
-        h = h.add(f);
+        const weights = this.pool.block(b);
+        const f = residualBranch(h, slots, weights, (i, v) => task.patch.steps[i]!.apply(v, idx, norm), spec.activation);
+        weights.forEach((w) => w.dispose());
+        h = consume(h, h.add(f));
+        f.dispose();
       });
     } else if (spec.mixing === 'weight') {
       const w = this.mixingWeights(taskName, mode, o.tau ?? 1);
       const mixed = this.pool.mix(w);
       for (let l = 0; l < spec.steps; l++) {
         const f = residualBranch(h, slots, mixed.map((m) => m.select(0, l)), (i, v) => task.patch.steps[i]!.apply(v, [l], norm), spec.activation);
-        h = h.add(f);
+        h = consume(h, h.add(f));
+        f.dispose();
       }
     } else {
       const w = this.mixingWeights(taskName, mode, o.tau ?? 1);
@@ -234,14 +241,17 @@ export class CompNet {
         let acc: Tensor | undefined;
         for (let b = 0; b < spec.blocks; b++) {
           const f = residualBranch(h, slots, this.pool.block(b), (i, v) => task.patch.steps[i]!.apply(v, [l, b], norm), spec.activation);
-          const term = f.mul(w.select(0, l).select(0, b));
-          acc = acc ? acc.add(term) : term;
+          const term = consume(f, f.mul(w.select(0, l).select(0, b)));
+          acc = acc ? consume(acc, acc.add(term)) : term;
+          if (acc !== term) term.dispose();
         }
-        h = h.add(acc!);
+        h = consume(h, h.add(acc!));
+        acc!.dispose();
       }
     }
     const head = this.heads.get(task.info.head)!;
-    return linear(h.mean([2, 3]), head.weight, head.bias);
+    const pooled = consume(h, h.mean([2, 3]));
+    return consume(pooled, linear(pooled, head.weight, head.bias));
   }
 
   /**
