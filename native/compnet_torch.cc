@@ -12,6 +12,8 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include "batch_norm_act.h"
+
 #include <memory>
 #include <sstream>
 #include <string>
@@ -298,6 +300,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   });
   UNARY(detach, a.detach());
   UNARY(clone, a.clone());
+  // Sum of the version counters of the given tensors: every in-place change through libtorch
+  // (optimizer steps, copy_, fill_) raises it, so caches derived from them can tell they are stale.
+  // Batch norm's running-statistics update in training mode does NOT raise it.
+  EXPORT(versionSum, {
+    double sum = 0;
+    for (auto& t : tensorsArg(info, 0)) sum += static_cast<double>(t._version());
+    return Napi::Number::New(info.Env(), sum);
+  });
 
   // ---- in-place updates (never recorded by autograd) ------------------------------------------
   EXPORT(copyInto, {
@@ -329,6 +339,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   UNARY(abs, a.abs());
   UNARY(relu, at::relu(a));
   UNARY(relu6, at::hardtanh(a, 0.0, 6.0));
+  // In place: valid only where autograd does not need the input (e.g. right after batch norm,
+  // whose backward saves its input, not its output); autograd's version check catches misuse.
+  EXPORT(relu6_, { at::hardtanh_(tensorArg(info, 0), 0.0, 6.0); return info.Env().Undefined(); });
   UNARY(hardswish, at::hardswish(a));
   UNARY(sigmoid, a.sigmoid());
   UNARY(tanh, a.tanh());
@@ -389,6 +402,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     return handle(info.Env(), at::batch_norm(tensorArg(info, 0), optTensorArg(info, 1), optTensorArg(info, 2),
                                              optTensorArg(info, 3), optTensorArg(info, 4), boolArg(info, 5),
                                              numArg(info, 6), numArg(info, 7), /*cudnn_enabled=*/true));
+  });
+  // Training-mode batch norm fused with clamp(lo, hi) (see batch_norm_act.h); own backward.
+  EXPORT(batchNormClamp, {
+    return handle(info.Env(), compnet::batchNormClamp(tensorArg(info, 0), optTensorArg(info, 1), optTensorArg(info, 2), optTensorArg(info, 3),
+                                                      optTensorArg(info, 4), numArg(info, 5), numArg(info, 6), numArg(info, 7), numArg(info, 8)));
   });
   EXPORT(crossEntropy, {
     return handle(info.Env(), at::cross_entropy_loss(tensorArg(info, 0), tensorArg(info, 1)));
