@@ -37,8 +37,16 @@ export function blockSlots(spec: ModelSpec): ConvSlot[] {
   ];
 }
 
-export function activate(x: Tensor, a: Activation): Tensor {
-  return a === 'hardswish' ? x.hardswish() : x.relu6();
+/**
+ * The activation of a fresh batch-norm output, which the caller gives up: ReLU6 runs in place
+ * (batch norm's backward needs its input, not its output, and ReLU6's backward needs only its
+ * result), saving a pass and a buffer; hardswish's backward needs its input, so it is out of place.
+ */
+export function activateFresh(bnOut: Tensor, a: Activation): Tensor {
+  if (a === 'relu6') return bnOut.relu6_();
+  const y = bnOut.hardswish();
+  bnOut.dispose();
+  return y;
 }
 
 /**
@@ -57,7 +65,7 @@ export function consume(h: Tensor, next: Tensor, keepAlive?: Tensor): Tensor {
 /**
  * The residual branch `f(x)` of one block: conv → BN → (act) per slot. `norm(i, h)` applies the
  * batch norm of slot `i` (the caller decides whose: it belongs to the task and step) and must
- * return a new tensor. Intermediates are freed at their last use; `x` stays the caller's.
+ * return a new tensor (the activation runs in place on it). Intermediates are freed at their last use; `x` stays the caller's.
  */
 export function residualBranch(
   x: Tensor,
@@ -70,7 +78,7 @@ export function residualBranch(
   slots.forEach((s, i) => {
     h = consume(h, conv2d(h, weights[i]!, { padding: s.padding, groups: s.groups }), x);
     h = consume(h, norm(i, h), x);
-    if (s.activate) h = consume(h, activate(h, act), x);
+    if (s.activate) h = activateFresh(h, act);
   });
   return h;
 }
