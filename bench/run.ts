@@ -9,7 +9,8 @@
  * network for the memory part), --json FILE (write every raw result; default
  * bench/results/latest.json), --threads N (default 2), --skip a,b (parts to leave out:
  * reference, frozen, ceiling, compositional, multitask, pipeline, memory, profile, prototypes,
- * ablations).
+ * ablations), --eval-plans off|folded (compnet's evaluation-plan mode in the reference part;
+ * default: the library's).
  *
  * Every measurement runs in its own process with one JSON line on stdout; compnet and PyTorch
  * reference processes alternate (A B A B ...) so drift hits both. Both get jemalloc preloaded
@@ -32,6 +33,8 @@ const refSteps = intArg(args, 'steps', quick ? 3 : 30);
 const memorySteps = intArg(args, 'memory-steps', quick ? 20 : 1000);
 const memorySmall = args.get('memory-small') === 'true';
 const skip = new Set((args.get('skip') ?? '').split(',').filter(Boolean));
+// Passed to compnet's reference part (off | folded), to measure evaluation-plan modes.
+const evalPlans = args.get('eval-plans');
 const jsonOut = args.get('json') ?? join(root, 'bench', 'results', quick ? 'quick.json' : 'latest.json');
 
 const { jemallocEnv } = (await import(join(root, 'scripts', 'jemalloc-env.mjs'))) as { jemallocEnv: (e: NodeJS.ProcessEnv) => NodeJS.ProcessEnv };
@@ -134,7 +137,7 @@ if (!skip.has('reference')) {
   const common = ['--warmup', quick ? '1' : '5', '--steps', String(refSteps), '--infer', String(quick ? 3 : 30)];
   for (let r = 1; r <= rounds; r++) {
     progress(`reference round ${r}/${rounds}: compnet`);
-    ref.compnet.push(child('compnet', 'reference', common));
+    ref.compnet.push(child('compnet', 'reference', [...common, ...(evalPlans ? ['--eval-plans', evalPlans] : [])]));
     progress(`reference round ${r}/${rounds}: PyTorch`);
     ref.pytorch.push(child('pytorch', 'reference', [...common, '--adam', adam]));
     if (!skip.has('frozen')) {

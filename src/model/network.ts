@@ -2,10 +2,11 @@
  * The compositional network: a shared stem and pool, and per task an order over the pool, a
  * batch-norm patch and a head (heads may be shared between tasks of one label space).
  */
-import { Tensor, tensor, conv2d, linear, noGrad, keep, manualSeed, tidy, rand } from '../torch/index.js';
-import { activate, consume, residualBranch } from './block.js';
+import { Tensor, tensor, conv2d, linear, noGrad, keep, manualSeed, tidy, rand, gradEnabled } from '../torch/index.js';
+import { activateFresh, consume, residualBranch } from './block.js';
 import { kaimingNormal, Pool } from './pool.js';
 import { Order } from './order.js';
+import { EvalPlans, type EvalPlan } from './evalPlan.js';
 import { Patch, type StatsSet } from './patch.js';
 import { parameterCounts, flopsPerImage, type FlopCounts } from './cost.js';
 import type { ForwardOptions, ModelSpec, OrderInit, OrderMode, ParameterCounts, TaskInfo } from './types.js';
@@ -61,6 +62,11 @@ export class CompNet {
   readonly pool: Pool;
   readonly tasks = new Map<string, TaskState>();
   readonly heads = new Map<string, Head>();
+  /**
+   * Cached evaluation plans (batch norm folded into the convolutions) for hard orders in eval mode without
+   * gradients; `forward` uses and invalidates them. Public for tests and benchmarks.
+   */
+  readonly evalPlans = new EvalPlans();
 
   /** Use `CompNet.create` or `loadModel`. */
   constructor(spec: ModelSpec, dtype: FloatDType, stem: Tensor, pool: Pool) {
@@ -127,6 +133,7 @@ export class CompNet {
   /** Removes a task (and its head when no other task uses it), freeing its tensors. */
   removeTask(name: string): void {
     const t = this.task(name);
+    this.evalPlans.invalidate(name);
     t.logits.dispose();
     t.patch.dispose();
     this.tasks.delete(name);
@@ -205,6 +212,10 @@ export class CompNet {
     this.#checkInput(task, x);
     const mode = o.mode ?? 'soft';
     const training = o.training ?? false;
+    // A training-mode pass updates running statistics without raising version counters: every
+    // cached plan may now be stale.
+    if (training) this.evalPlans.invalidate();
+    else if (mode === 'hard' && this.evalPlans.mode !== 'off' && !gradEnabled()) return this.#evalPlan(taskName, task).forward(x);
     const stats: StatsSet = mode === 'soft' ? 'soft' : 'hard';
     const norm = { training, stats, momentum: o.momentum };
     const spec = this.spec;
@@ -214,8 +225,7 @@ export class CompNet {
     // Each intermediate is freed at its last use (see `consume`); `x` stays the caller's.
     const input = x.permute([0, 3, 1, 2]);
     let h = consume(input, conv2d(input, this.stem, { stride: spec.stemStride, padding: 1 }));
-    h = consume(h, task.patch.stem.apply(h, [], norm));
-    h = consume(h, activate(h, spec.activation));
+    h = activateFresh(consume(h, task.patch.stem.apply(h, [], norm)), spec.activation);
 
     if (mode === 'hard') {
       const seq = this.order(taskName).hard();
@@ -252,6 +262,20 @@ export class CompNet {
     const head = this.heads.get(task.info.head)!;
     const pooled = consume(h, h.mean([2, 3]));
     return consume(pooled, linear(pooled, head.weight, head.bias));
+  }
+
+  /** The task's cached evaluation plan for its current hard order (rebuilt if stale). */
+  #evalPlan(name: string, task: TaskState): EvalPlan {
+    const head = this.heads.get(task.info.head)!;
+    return this.evalPlans.get(name, {
+      spec: this.spec,
+      stem: this.stem,
+      pool: this.pool.weights,
+      slots: this.pool.slots,
+      patch: task.patch,
+      head,
+      order: this.order(name).hard(),
+    });
   }
 
   /**
@@ -321,6 +345,7 @@ export class CompNet {
 
   /** Frees every tensor of the network. */
   dispose(): void {
+    this.evalPlans.invalidate();
     for (const name of this.taskNames) this.removeTask(name);
     this.stem.dispose();
     for (const w of this.pool.weights) w.dispose();
