@@ -14,8 +14,11 @@
  *   prototypes     bench-only prototypes of optimisations (BN folding for inference, per-block weights)
  *   evalplans      inference of the reference network with each evaluation-plan mode (off: plain
  *                  path; folded: batch norm folded into the convs), interleaved
+ *   fused          training step of the reference network with each fused-batch-norm setting (off,
+ *                  relu6, all), interleaved
  *
- * The reference part takes --eval-plans off|folded (default: the library's default).
+ * The reference part takes --eval-plans off|folded and --fused off|relu6|all (default: the
+ * library's defaults).
  *
  * Run it through `npm run bench` (bench/run.ts), which preloads jemalloc and alternates it with the
  * PyTorch reference; running it directly is for debugging.
@@ -159,6 +162,8 @@ function reference(): void {
   const m = model(spec(), { order: IDENTITY });
   const plans = args.get('eval-plans');
   if (plans) m.net.evalPlans.mode = plans as typeof m.net.evalPlans.mode;
+  const fused = args.get('fused');
+  if (fused) m.net.fusedBatchNorm = fused as typeof m.net.fusedBatchNorm;
   const { x, y } = fixedBatch();
   const losses: number[] = [];
   for (let i = 0; i < warmup; i++) losses.push(trainStep(m, x, y, 'hard'));
@@ -595,7 +600,24 @@ function evalplans(): void {
   emit({ times, summaries: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, summarize(v)])), maxRelativeError: relErr });
 }
 
-const parts: Record<string, () => void> = { reference, ceiling, compositional, multitask, memory, pipeline, profile, prototypes, evalplans };
+/** Training steps with each fused-batch-norm setting, interleaved in one process. */
+function fused(): void {
+  const rounds = intArg(args, 'rounds', 3);
+  const warmup = intArg(args, 'warmup', 2);
+  const steps = intArg(args, 'steps', 7);
+  const m = model(spec(), { order: IDENTITY });
+  const { x, y } = fixedBatch();
+  const settings = ['off', 'relu6', 'all'] as const;
+  const times = interleaved(
+    settings.map((f) => ({ name: f, step: () => ((m.net.fusedBatchNorm = f), trainStep(m, x, y, 'hard')) })),
+    rounds,
+    warmup,
+    steps,
+  );
+  emit({ times, summaries: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, summarize(v)])) });
+}
+
+const parts: Record<string, () => void> = { reference, ceiling, compositional, multitask, memory, pipeline, profile, prototypes, evalplans, fused };
 const run = parts[part];
 if (!run) {
   console.error(`unknown --part '${part}' (have: ${Object.keys(parts).join(', ')})`);

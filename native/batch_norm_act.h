@@ -21,6 +21,10 @@
 
 namespace compnet {
 
+// The binding builds at -O2, whose cheap vectoriser skips loops of runtime length: the kernels
+// ask for -O3's.
+#pragma GCC push_options
+#pragma GCC optimize("O3")
 #define COMPNET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #define COMPNET_INLINE __attribute__((always_inline)) inline
 
@@ -120,6 +124,8 @@ inline void gradInputRowsT(const double* g, const double* x, int64_t rows, int64
                            const double* k2, const double* k3, double* dx) {
   gradInputRows(g, x, rows, C, a, b, lo, hi, k1, k2, k3, dx);
 }
+
+#pragma GCC pop_options
 
 // Rows per task: a few thousand rows keep per-thread accumulators cheap to merge.
 constexpr int64_t kGrain = 256;

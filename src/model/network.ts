@@ -3,7 +3,7 @@
  * batch-norm patch and a head (heads may be shared between tasks of one label space).
  */
 import { Tensor, tensor, conv2d, linear, noGrad, keep, manualSeed, tidy, rand, gradEnabled } from '../torch/index.js';
-import { activateFresh, consume, residualBranch } from './block.js';
+import { consume, normAct, residualBranch, type FusedBatchNorm, type NormOptions } from './block.js';
 import { kaimingNormal, Pool } from './pool.js';
 import { Order } from './order.js';
 import { EvalPlans, type EvalPlan } from './evalPlan.js';
@@ -67,6 +67,11 @@ export class CompNet {
    * gradients; `forward` uses and invalidates them. Public for tests and benchmarks.
    */
   readonly evalPlans = new EvalPlans();
+  /**
+   * Which batch norms of training-mode passes run as the fused native op (BENCHMARKS.md,
+   * "Changes applied", item 5); the unfused ops give the same results to float rounding.
+   */
+  fusedBatchNorm: FusedBatchNorm = 'all';
 
   /** Use `CompNet.create` or `loadModel`. */
   constructor(spec: ModelSpec, dtype: FloatDType, stem: Tensor, pool: Pool) {
@@ -217,7 +222,7 @@ export class CompNet {
     if (training) this.evalPlans.invalidate();
     else if (mode === 'hard' && this.evalPlans.mode !== 'off' && !gradEnabled()) return this.#evalPlan(taskName, task).forward(x);
     const stats: StatsSet = mode === 'soft' ? 'soft' : 'hard';
-    const norm = { training, stats, momentum: o.momentum };
+    const norm: NormOptions = { training, stats, momentum: o.momentum, fused: this.fusedBatchNorm };
     const spec = this.spec;
     const slots = this.pool.slots;
 
@@ -225,14 +230,14 @@ export class CompNet {
     // Each intermediate is freed at its last use (see `consume`); `x` stays the caller's.
     const input = x.permute([0, 3, 1, 2]);
     let h = consume(input, conv2d(input, this.stem, { stride: spec.stemStride, padding: 1 }));
-    h = activateFresh(consume(h, task.patch.stem.apply(h, [], norm)), spec.activation);
+    h = consume(h, normAct(task.patch.stem, [], h, norm, spec.activation));
 
     if (mode === 'hard') {
       const seq = this.order(taskName).hard();
       seq.forEach((b, l) => {
         const idx = spec.mixing === 'output' ? [l, b] : [l];
         const weights = this.pool.block(b);
-        const f = residualBranch(h, slots, weights, (i, v) => task.patch.steps[i]!.apply(v, idx, norm), spec.activation);
+        const f = residualBranch(h, slots, weights, (i, v, a) => normAct(task.patch.steps[i]!, idx, v, norm, a), spec.activation);
         weights.forEach((w) => w.dispose());
         h = consume(h, h.add(f));
         f.dispose();
@@ -241,7 +246,7 @@ export class CompNet {
       const w = this.mixingWeights(taskName, mode, o.tau ?? 1);
       const mixed = this.pool.mix(w);
       for (let l = 0; l < spec.steps; l++) {
-        const f = residualBranch(h, slots, mixed.map((m) => m.select(0, l)), (i, v) => task.patch.steps[i]!.apply(v, [l], norm), spec.activation);
+        const f = residualBranch(h, slots, mixed.map((m) => m.select(0, l)), (i, v, a) => normAct(task.patch.steps[i]!, [l], v, norm, a), spec.activation);
         h = consume(h, h.add(f));
         f.dispose();
       }
@@ -250,7 +255,7 @@ export class CompNet {
       for (let l = 0; l < spec.steps; l++) {
         let acc: Tensor | undefined;
         for (let b = 0; b < spec.blocks; b++) {
-          const f = residualBranch(h, slots, this.pool.block(b), (i, v) => task.patch.steps[i]!.apply(v, [l, b], norm), spec.activation);
+          const f = residualBranch(h, slots, this.pool.block(b), (i, v, a) => normAct(task.patch.steps[i]!, [l, b], v, norm, a), spec.activation);
           const term = consume(f, f.mul(w.select(0, l).select(0, b)));
           acc = acc ? consume(acc, acc.add(term)) : term;
           if (acc !== term) term.dispose();
