@@ -14,6 +14,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -28,18 +29,16 @@ namespace compnet {
 #define COMPNET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #define COMPNET_INLINE __attribute__((always_inline)) inline
 
-// sum[c] += x[r, c] over rows; sq[c] += (x[r, c] - mean[c])^2 when mean is given.
+// One pass for both moments: sum[c] += x, sq[c] += x², in double (var = E[x²] − mean² then loses
+// nothing that matters unless |mean| / std exceeds about 1e4).
 template <typename T>
-COMPNET_INLINE void statsRows(const T* __restrict x, int64_t rows, int64_t C, const T* __restrict mean, T* __restrict acc) {
+COMPNET_INLINE void statsRows(const T* __restrict x, int64_t rows, int64_t C, double* __restrict sum, double* __restrict sq) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * C;
-    if (mean) {
-      for (int64_t c = 0; c < C; ++c) {
-        const T d = xr[c] - mean[c];
-        acc[c] += d * d;
-      }
-    } else {
-      for (int64_t c = 0; c < C; ++c) acc[c] += xr[c];
+    for (int64_t c = 0; c < C; ++c) {
+      const double v = xr[c];
+      sum[c] += v;
+      sq[c] += v * v;
     }
   }
 }
@@ -90,7 +89,7 @@ COMPNET_INLINE void gradInputRows(const T* __restrict g, const T* __restrict x, 
 }
 
 // Vectorised entry points (clones per ISA) for float; double uses the templates as they are.
-COMPNET_CLONES void statsRowsF(const float* x, int64_t rows, int64_t C, const float* mean, float* acc) { statsRows(x, rows, C, mean, acc); }
+COMPNET_CLONES void statsRowsF(const float* x, int64_t rows, int64_t C, double* sum, double* sq) { statsRows(x, rows, C, sum, sq); }
 COMPNET_CLONES void normRowsF(const float* x, int64_t rows, int64_t C, const float* a, const float* b, float lo, float hi, float* y) {
   normRows(x, rows, C, a, b, lo, hi, y);
 }
@@ -102,8 +101,8 @@ COMPNET_CLONES void gradInputRowsF(const float* g, const float* x, int64_t rows,
                                    const float* k2, const float* k3, float* dx) {
   gradInputRows(g, x, rows, C, a, b, lo, hi, k1, k2, k3, dx);
 }
-inline void statsRowsT(const float* x, int64_t rows, int64_t C, const float* mean, float* acc) { statsRowsF(x, rows, C, mean, acc); }
-inline void statsRowsT(const double* x, int64_t rows, int64_t C, const double* mean, double* acc) { statsRows(x, rows, C, mean, acc); }
+inline void statsRowsT(const float* x, int64_t rows, int64_t C, double* sum, double* sq) { statsRowsF(x, rows, C, sum, sq); }
+inline void statsRowsT(const double* x, int64_t rows, int64_t C, double* sum, double* sq) { statsRows(x, rows, C, sum, sq); }
 inline void normRowsT(const float* x, int64_t rows, int64_t C, const float* a, const float* b, float lo, float hi, float* y) { normRowsF(x, rows, C, a, b, lo, hi, y); }
 inline void normRowsT(const double* x, int64_t rows, int64_t C, const double* a, const double* b, double lo, double hi, double* y) {
   normRows(x, rows, C, a, b, lo, hi, y);
@@ -130,7 +129,8 @@ inline void gradInputRowsT(const double* g, const double* x, int64_t rows, int64
 // Rows per task: a few thousand rows keep per-thread accumulators cheap to merge.
 constexpr int64_t kGrain = 256;
 
-// Per-channel sums over rows of `body(begin, rows, acc...)`, merged over threads in double.
+// Per-channel sums over rows of `body(begin, rows, acc)` (accumulating in T per thread), merged
+// over threads in double.
 template <typename T, typename Body>
 std::vector<double> reduceRows(int64_t M, int64_t C, int outputs, const Body& body) {
   const int threads = at::get_num_threads();
@@ -176,10 +176,14 @@ struct BatchNormClamp : public torch::autograd::Function<BatchNormClamp> {
     auto invstd = at::empty({C}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batchNormClamp", [&] {
       const scalar_t* xp = xc.data_ptr<scalar_t>();
-      auto sums = reduceRows<scalar_t>(M, C, 1, [&](int64_t b, int64_t n, scalar_t* acc) { statsRowsT(xp + b * C, n, C, (const scalar_t*)nullptr, acc); });
+      auto moments = reduceRows<double>(M, C, 2, [&](int64_t b, int64_t n, double* acc) { statsRowsT(xp + b * C, n, C, acc, acc + C); });
       auto* mp = mean.data_ptr<scalar_t>();
-      for (int64_t c = 0; c < C; ++c) mp[c] = static_cast<scalar_t>(sums[c] / M);
-      auto sq = reduceRows<scalar_t>(M, C, 1, [&](int64_t b, int64_t n, scalar_t* acc) { statsRowsT(xp + b * C, n, C, (const scalar_t*)mp, acc); });
+      std::vector<double> sq(C);
+      for (int64_t c = 0; c < C; ++c) {
+        const double mu = moments[c] / M;
+        mp[c] = static_cast<scalar_t>(mu);
+        sq[c] = std::max(0.0, moments[C + c] - mu * moments[c]);  // Σ(x − μ)²
+      }
       auto* ip = invstd.data_ptr<scalar_t>();
       std::vector<scalar_t> a(C), sh(C);
       const auto wc = weight.contiguous();
