@@ -170,7 +170,11 @@ if (!skip.has('reference')) {
       ['jemalloc mapped / threads', `${ref.compnet.every((x) => x.jemalloc)} / ${ref.compnet[0]!.threads}`, `${ref.pytorch.every((x) => x.jemalloc)} / ${ref.pytorch[0]!.threads}`, ''],
     ],
   );
-  if (frozen) log(`PyTorch inference through TorchScript freezing (torch.jit.freeze + optimize_for_inference: batch norm folded into the convolutions): ${fmt(frozen)} ms; compnet / frozen = ${(c.infer.median / frozen.median).toFixed(3)}.`);
+  if (frozen) {
+    const err = Math.max(...ref.frozen.map((f) => f.maxRelErrVsEager as number));
+    log(`PyTorch inference through TorchScript freezing (torch.jit.freeze + optimize_for_inference: batch norm folded into the convolutions): ${fmt(frozen)} ms; compnet / frozen = ${(c.infer.median / frozen.median).toFixed(3)}.`);
+    log(`Frozen logits vs eager PyTorch: max relative difference ${err.toExponential(2)}${err > 1e-3 ? ' — WRONG: the frozen graph is not a valid reference here (its prim::MKLDNNHardTanh_ skips the ReLU6s on this libtorch/oneDNN build)' : ''}.`);
+  }
   log(`Per-round medians, training ms: compnet ${ref.compnet.map((x) => ms(x.trainSummary.median)).join(', ')}; PyTorch ${ref.pytorch.map((x) => ms(x.trainSummary.median)).join(', ')}.`);
   log(`Loss after the run (both start near ln 10 = 2.30 and fit the fixed batch): compnet ${ref.compnet.map((x) => x.lastLoss.toFixed(3)).join(', ')}; PyTorch ${ref.pytorch.map((x) => x.lastLoss.toFixed(3)).join(', ')}.`);
   log();
