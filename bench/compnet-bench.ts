@@ -576,7 +576,7 @@ function evalplans(): void {
   const { x, y } = fixedBatch();
   // Train a little so the running statistics are not trivial.
   for (let i = 0; i < intArg(args, 'train', 5); i++) trainStep(m, x, y, 'hard');
-  const modes = ['off', 'folded'] as const;
+  const modes = ['off', 'folded', 'frozen'] as const;
   const logits = (mode: (typeof modes)[number]): Float32Array => {
     m.net.evalPlans.mode = mode;
     return noGrad(() => tidy(() => m.net.forward('t0', x, { mode: 'hard' }).toFloat32()));
@@ -597,7 +597,7 @@ function evalplans(): void {
     warmup,
     steps,
   );
-  emit({ times, summaries: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, summarize(v)])), maxRelativeError: relErr });
+  emit({ times, summaries: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, summarize(v)])), maxRelativeError: relErr, frozenRuns: m.net.evalPlans.cached('t0')?.runs });
 }
 
 /** Training steps with each fused-batch-norm setting, interleaved in one process. */

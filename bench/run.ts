@@ -9,7 +9,7 @@
  * network for the memory part), --json FILE (write every raw result; default
  * bench/results/latest.json), --threads N (default 2), --skip a,b (parts to leave out:
  * reference, frozen, ceiling, compositional, multitask, pipeline, memory, profile, prototypes,
- * ablations), --eval-plans off|folded (compnet's evaluation-plan mode in the reference part;
+ * ablations), --eval-plans off|folded|frozen (compnet's evaluation-plan mode in the reference part;
  * default: the library's).
  *
  * Every measurement runs in its own process with one JSON line on stdout; compnet and PyTorch
@@ -33,7 +33,7 @@ const refSteps = intArg(args, 'steps', quick ? 3 : 30);
 const memorySteps = intArg(args, 'memory-steps', quick ? 20 : 1000);
 const memorySmall = args.get('memory-small') === 'true';
 const skip = new Set((args.get('skip') ?? '').split(',').filter(Boolean));
-// Passed to compnet's reference part (off | folded), to measure evaluation-plan modes.
+// Passed to compnet's reference part (off | folded | frozen), to measure evaluation-plan modes.
 const evalPlans = args.get('eval-plans');
 const jsonOut = args.get('json') ?? join(root, 'bench', 'results', quick ? 'quick.json' : 'latest.json');
 

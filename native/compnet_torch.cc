@@ -9,6 +9,7 @@
 //  - Optimizers are libtorch's own (one native call per step).
 //  - Lifetimes (scopes) are managed by the TypeScript layer; this file only counts.
 #include <napi.h>
+#include <torch/script.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -24,6 +25,8 @@ namespace {
 
 std::unordered_map<int64_t, at::Tensor> g_tensors;
 std::unordered_map<int64_t, std::unique_ptr<torch::optim::Optimizer>> g_optimizers;
+// Frozen TorchScript modules (inference plans), keyed like tensors.
+std::unordered_map<int64_t, torch::jit::Module> g_modules;
 int64_t g_next_id = 1;
 
 int64_t put(at::Tensor t) {
@@ -222,6 +225,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   });
   EXPORT(liveTensors, { return Napi::Number::New(info.Env(), static_cast<double>(g_tensors.size())); });
   EXPORT(liveOptimizers, { return Napi::Number::New(info.Env(), static_cast<double>(g_optimizers.size())); });
+  EXPORT(liveModules, { return Napi::Number::New(info.Env(), static_cast<double>(g_modules.size())); });
 
   // ---- handles and data in/out ------------------------------------------------------------
   EXPORT(free, {
@@ -411,6 +415,46 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT(crossEntropy, {
     return handle(info.Env(), at::cross_entropy_loss(tensorArg(info, 0), tensorArg(info, 1)));
   });
+
+  // ---- frozen TorchScript plans (inference) -----------------------------------------------------
+  // jitFreeze(source, names, tensors): a module whose attributes are copies of the given tensors
+  // and whose methods are `source`; frozen and optimised for inference as torch.jit.freeze +
+  // optimize_for_inference do (weights prepacked in oneDNN's layout, batch norm folded, in-place
+  // activations). Callers must check its outputs: on libtorch 1.13.1 with oneDNN 2.6.3, the
+  // frozen graph's clamp (prim::MKLDNNHardTanh_) is a no-op when a conv's output channels are not
+  // a multiple of 16 (measured; BENCHMARKS.md).
+  EXPORT(jitFreeze, {
+    const auto source = strArg(info, 0);
+    auto names = info[1].As<Napi::Array>();
+    auto tensors = tensorsArg(info, 2);
+    if (names.Length() != tensors.size()) throw std::invalid_argument("names and tensors differ in length");
+    torch::jit::Module m("CompnetPlan");
+    for (uint32_t k = 0; k < names.Length(); ++k)
+      m.register_parameter(names.Get(k).As<Napi::String>().Utf8Value(), tensors[k].detach().clone(), /*is_buffer=*/false);
+    m.define(source);
+    m.eval();
+    auto frozen = torch::jit::freeze(m);
+    frozen = torch::jit::optimize_for_inference(frozen);
+    const int64_t id = g_next_id++;
+    g_modules.emplace(id, std::move(frozen));
+    return Napi::Number::New(info.Env(), static_cast<double>(id));
+  });
+  EXPORT(jitForward, {
+    const int64_t id = intArg(info, 0);
+    auto it = g_modules.find(id);
+    if (it == g_modules.end()) throw std::invalid_argument("module handle " + std::to_string(id) + " is not live");
+    at::NoGradGuard ng;
+    std::vector<c10::IValue> inputs;
+    for (auto& t : tensorsArg(info, 1)) inputs.emplace_back(t);
+    return handle(info.Env(), it->second.forward(inputs).toTensor());
+  });
+  // The optimised graph as text (diagnostics: which ops the plan runs).
+  EXPORT(jitGraph, {
+    auto it = g_modules.find(intArg(info, 0));
+    if (it == g_modules.end()) throw std::invalid_argument("module handle is not live");
+    return Napi::String::New(info.Env(), it->second.get_method("forward").graph()->toString());
+  });
+  EXPORT(jitFree, { g_modules.erase(intArg(info, 0)); return info.Env().Undefined(); });
 
   // ---- optimizers (libtorch's own) --------------------------------------------------------------
   EXPORT(adam, {

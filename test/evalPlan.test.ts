@@ -35,22 +35,27 @@ function assertClose(a: Float64Array, b: Float64Array, rel: number, what: string
 }
 
 for (const [over, dtype] of [
+  [{ mixing: 'weight', activation: 'relu6', channels: 16, expansion: 2, inputChannels: 3 }, 'float32'],
   [{ mixing: 'weight', activation: 'relu6' }, 'float32'],
   [{ mixing: 'output', activation: 'relu6' }, 'float32'],
   [{ mixing: 'weight', activation: 'hardswish' }, 'float32'],
   [{ mixing: 'weight', activation: 'relu6' }, 'float64'],
 ] as const) {
-  test(`eval plans (${over.mixing} mixing, ${over.activation}, ${dtype}): folded predictions match the plain path, also after further training`, () => {
-    const before = T.liveStats();
+  test(`eval plans (${JSON.stringify(over)}, ${dtype}): folded and frozen predictions match the plain path, also after further training`, () => {
+    const before = { ...T.liveStats(), modules: T.liveModules() };
     const { net: n, opt } = net(over, dtype);
     T.manualSeed(11);
-    const x = T.keep(T.tidy(() => T.randn([5, 6, 6, 1]).to(dtype)));
+    const x = T.keep(T.tidy(() => T.randn([5, 6, 6, 'inputChannels' in over ? over.inputChannels : 1]).to(dtype)));
     const y = T.keep(T.labels([0, 1, 2, 3, 1]));
     for (let i = 0; i < 3; i++) trainStep(n, opt, x, y);
     const check = (): Float64Array => {
       const plain = evalLogits(n, x, 'off');
       // Folding changes the rounding only: about 1e-7 relative in float32.
       assertClose(evalLogits(n, x, 'folded'), plain, dtype === 'float32' ? 1e-5 : 1e-12, 'folded');
+      // Twice: the first call checks the frozen module against the eager path, the second uses it.
+      for (const call of ['first', 'second']) assertClose(evalLogits(n, x, 'frozen'), plain, 1e-5, `frozen, ${call} call`);
+      // Widths that are multiples of 16 run frozen here; others fall back (see evalPlan.ts).
+      if ('channels' in over) assert.equal(n.evalPlans.cached('t')?.runs, 'frozen', 'the frozen module is used');
       assert.ok(n.evalPlans.cached('t'), 'the plan is cached');
       return plain;
     };
@@ -64,7 +69,7 @@ for (const [over, dtype] of [
     opt.dispose();
     x.dispose();
     y.dispose();
-    assert.deepEqual(T.liveStats(), before, 'no tensors leak');
+    assert.deepEqual({ ...T.liveStats(), modules: T.liveModules() }, before, 'no tensors or modules leak');
   });
 }
 
@@ -74,7 +79,7 @@ test('eval plans are rebuilt when parameters, statistics or the order change wit
   const x = T.keep(T.randn([4, 6, 6, 1]));
   const y = T.keep(T.labels([0, 1, 2, 3]));
   trainStep(n, opt, x, y);
-  const folded = () => evalLogits(n, x, 'folded');
+  const folded = () => evalLogits(n, x, 'frozen');
   const plain = () => evalLogits(n, x, 'off');
   folded();
   const plan = n.evalPlans.cached('t');

@@ -116,6 +116,7 @@ test('a model trained with fused batch norms matches one trained with the unfuse
     const n = CompNet.create(tinySpec({ inputChannels: 3 }), { seed: 9, dtype: 'float32' });
     n.addTask({ name: 't', labels: ['a', 'b', 'c', 'd'], inputSize: 6, normalization: { mean: [0, 0, 0], std: [1, 1, 1] } }, { order: Order.fromSequence([2, 0, 0, 1], 3) });
     n.fusedBatchNorm = fused;
+    n.fusedBatchNormMinElements = 0; // a tiny model: fuse every batch norm anyway
     const params = [...n.sharedParameters(), ...Object.values(n.taskParameters('t')).flat()];
     return { n, opt: new T.Optimizer([{ name: 'all', params, lr: 0.01 }], { kind: 'sgd' }) };
   };

@@ -53,22 +53,32 @@ export function activateFresh(bnOut: Tensor, a: Activation): Tensor {
 /** Which batch norms of a training-mode pass run as the fused native op (`batchNormClamp`). */
 export type FusedBatchNorm = 'off' | 'relu6' | 'all';
 
+/**
+ * Smallest input (elements) the fused op takes: 2^18 float32 values = 1 MiB, Zen 4's L2 per core.
+ * The fusion saves passes over memory; a smaller tensor stays in cache between ATen's passes, so
+ * fusing it gains nothing and would only change the float rounding of small models.
+ */
+export const FUSED_MIN_ELEMENTS = 1 << 18;
+
 export interface NormOptions {
   training: boolean;
   stats: StatsSet;
   momentum?: number;
   /** `relu6`: fuse batch norm + ReLU6; `all`: also batch norms without an activation. */
   fused?: FusedBatchNorm;
+  /** Inputs with fewer elements run unfused (default `FUSED_MIN_ELEMENTS`). */
+  fusedMinElements?: number;
 }
 
 /**
  * Batch norm of site `index` on the fresh conv output `h` (given up by the caller), then the
  * activation if any. In training mode the two run as one fused native op where it applies
- * (channels-last input, ReLU6 or no activation): one pass fewer forward, two fewer backward.
+ * (channels-last input of at least `fusedMinElements`, ReLU6 or no activation): one pass fewer
+ * forward, two fewer backward.
  */
 export function normAct(site: NormSite, index: number[], h: Tensor, o: NormOptions, act: Activation | null): Tensor {
   const fuse = o.training && (act === 'relu6' ? o.fused === 'relu6' || o.fused === 'all' : act === null && o.fused === 'all');
-  if (fuse && h.isChannelsLast) {
+  if (fuse && h.numel >= (o.fusedMinElements ?? FUSED_MIN_ELEMENTS) && h.isChannelsLast) {
     const at = (t: Tensor): Tensor => index.reduce((v, i) => v.select(0, i), t);
     const bounds = act ? { min: 0, max: 6 } : { min: -Infinity, max: Infinity };
     return batchNormClamp(h, { weight: at(site.weight), bias: at(site.bias), runningMean: at(site.mean[o.stats]), runningVar: at(site.var[o.stats]), momentum: o.momentum ?? 0.1, ...bounds });

@@ -2,7 +2,10 @@
  * Cached evaluation plans: for a task's hard order in eval mode without gradients, every batch
  * norm is folded into the convolution before it (w' = w·γ/√(σ²+ε) per output channel,
  * b' = β − μ·γ/√(σ²+ε)), so a pass runs conv(+bias) → in-place activation only (BENCHMARKS.md,
- * "Changes applied", item 3).
+ * "Changes applied", item 3). In float32 the folded network is also compiled into a frozen
+ * TorchScript module (prepacked oneDNN weights; item 4), used once its first outputs agree with
+ * the folded eager path: on libtorch 1.13.1 the frozen graph's clamp is a no-op for convs whose
+ * output channels are not a multiple of 16, and such a plan stays on the eager path.
  *
  * A plan is a pure function of the stem, pool, patch (hard statistics) and head tensors and of the
  * hard order. It is rebuilt when any of them changed: the key holds the tensors' identities, the
@@ -10,7 +13,7 @@
  * `invalidate` drops every plan on a training-mode forward, whose running-statistics update does
  * not raise version counters.
  */
-import { Tensor, BN_EPS, conv2d, linear, keep, noGrad, tidy, versionSum } from '../torch/index.js';
+import { Tensor, FrozenModule, BN_EPS, conv2d, linear, keep, noGrad, tidy, versionSum } from '../torch/index.js';
 import { activateFresh, type ConvSlot } from './block.js';
 import type { NormSite, Patch } from './patch.js';
 import type { Activation, ModelSpec } from './types.js';
@@ -28,6 +31,7 @@ export interface FoldedConv {
 /** Everything a plan is built from, for one task. */
 export interface PlanSource {
   spec: ModelSpec;
+  dtype: 'float32' | 'float64';
   stem: Tensor;
   /** The pool's stacked weights, one tensor per slot `[N, ...slot.shape]`. */
   pool: Tensor[];
@@ -53,14 +57,25 @@ export function foldBatchNorm(w: Tensor, site: NormSite, index: number[]): { wei
   });
 }
 
-/** A folded network for one task and hard order. */
+function activationSource(a: Activation, v: string): string {
+  return a === 'hardswish' ? `torch.hardswish(${v})` : `torch.hardtanh(${v}, 0.0, 6.0)`;
+}
+
+/** Largest relative difference between a frozen module's logits and the eager path's it accepts. */
+const FROZEN_TOLERANCE = 1e-4;
+
+/** A folded network for one task and hard order, maybe compiled. */
 export class EvalPlan {
   readonly stem: FoldedConv;
   readonly steps: FoldedConv[][];
+  #frozen: FrozenModule | undefined;
+  /** Whether the frozen module's outputs were checked against the eager path. */
+  #verified = false;
 
   constructor(
     readonly key: string,
     private readonly src: PlanSource,
+    compile: boolean,
   ) {
     this.stem = { ...foldBatchNorm(src.stem, src.patch.stem, []), stride: src.spec.stemStride, padding: 1, groups: 1, activate: true };
     this.steps = src.order.map((b, l) => {
@@ -72,10 +87,64 @@ export class EvalPlan {
         return { ...folded, stride: 1, padding: slot.padding, groups: slot.groups, activate: slot.activate };
       });
     });
+    this.#frozen = compile ? this.#tryCompile() : undefined;
+  }
+
+  /** The frozen module, or undefined where libtorch cannot build one (the eager path then runs). */
+  #tryCompile(): FrozenModule | undefined {
+    try {
+      return this.#compile();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** `frozen`: runs the verified (or not yet checked) frozen module; `folded`: the eager path. */
+  get runs(): 'frozen' | 'folded' {
+    return this.#frozen ? 'frozen' : 'folded';
+  }
+
+  /** TorchScript for the folded network: NHWC input `[B, H, W, Cin]` → logits `[B, K]`. */
+  #compile(): FrozenModule {
+    const attrs: Record<string, Tensor> = { head_w: this.src.head.weight, head_b: this.src.head.bias };
+    const act = this.src.spec.activation;
+    const conv = (name: string, c: FoldedConv, input: string): string[] => {
+      attrs[`${name}_w`] = c.weight;
+      attrs[`${name}_b`] = c.bias;
+      const call = `torch.conv2d(${input}, self.${name}_w, self.${name}_b, [${c.stride}, ${c.stride}], [${c.padding}, ${c.padding}], [1, 1], ${c.groups})`;
+      return c.activate ? [`y = ${call}`, `y = ${activationSource(act, 'y')}`] : [`y = ${call}`];
+    };
+    const lines = [...conv('stem', this.stem, 'x.permute([0, 3, 1, 2])'), 'h = y'];
+    this.steps.forEach((convs, l) => {
+      convs.forEach((c, i) => lines.push(...conv(`s${l}_${i}`, c, i === 0 ? 'h' : 'y')));
+      lines.push('h = h + y');
+    });
+    lines.push('return torch.linear(h.mean([2, 3]), self.head_w, self.head_b)');
+    const source = `def forward(self, x: Tensor) -> Tensor:\n${lines.map((l) => `    ${l}\n`).join('')}`;
+    return new FrozenModule(source, attrs);
   }
 
   /** Logits for NHWC images (call without gradients). */
   forward(x: Tensor): Tensor {
+    if (!this.#frozen) return this.#folded(x);
+    const y = this.#frozen.forward(x);
+    if (this.#verified) return y;
+    // First use: keep the frozen module only if it agrees with the eager path.
+    const ref = this.#folded(x);
+    const ok = tidy(() => y.sub(ref).abs().max().item() <= FROZEN_TOLERANCE * Math.max(ref.abs().max().item(), 1e-6));
+    if (ok) {
+      this.#verified = true;
+      ref.dispose();
+      return y;
+    }
+    this.#frozen.dispose();
+    this.#frozen = undefined;
+    y.dispose();
+    return ref;
+  }
+
+  /** The folded eager path. */
+  #folded(x: Tensor): Tensor {
     return tidy(() => {
       // Folded convs, in-place activations, each intermediate freed at its last use.
       const run = (c: FoldedConv, v: Tensor): Tensor => {
@@ -100,6 +169,7 @@ export class EvalPlan {
   }
 
   dispose(): void {
+    this.#frozen?.dispose();
     for (const c of [this.stem, ...this.steps.flat()]) {
       c.weight.dispose();
       c.bias.dispose();
@@ -114,14 +184,18 @@ export function planKey(src: PlanSource): string {
   return `${src.order.join(',')}|${depends.map((t) => t.handle).join(',')}|${versionSum(depends)}`;
 }
 
-export type EvalPlanMode = 'folded' | 'off';
+export type EvalPlanMode = 'frozen' | 'folded' | 'off';
 
 /** Plans per task, rebuilt when stale. */
 export class EvalPlans {
   readonly #plans = new Map<string, EvalPlan>();
-  #mode: EvalPlanMode = 'folded';
+  #mode: EvalPlanMode = 'frozen';
 
-  /** `folded`: use plans; `off`: `CompNet.forward` runs the plain path. Changing it drops every plan. */
+  /**
+   * `frozen`: float32 plans also compile a frozen module (used once verified); `folded`: the
+   * folded eager path only; `off`: no plans, `CompNet.forward` runs the plain path. Changing it
+   * drops every plan.
+   */
   get mode(): EvalPlanMode {
     return this.#mode;
   }
@@ -138,7 +212,7 @@ export class EvalPlans {
     if (cached?.key === key) return cached;
     cached?.dispose();
     this.#plans.delete(task);
-    const plan = new EvalPlan(key, src);
+    const plan = new EvalPlan(key, src, this.#mode === 'frozen' && src.dtype === 'float32');
     this.#plans.set(task, plan);
     return plan;
   }

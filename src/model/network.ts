@@ -3,7 +3,7 @@
  * batch-norm patch and a head (heads may be shared between tasks of one label space).
  */
 import { Tensor, tensor, conv2d, linear, noGrad, keep, manualSeed, tidy, rand, gradEnabled } from '../torch/index.js';
-import { consume, normAct, residualBranch, type FusedBatchNorm, type NormOptions } from './block.js';
+import { FUSED_MIN_ELEMENTS, consume, normAct, residualBranch, type FusedBatchNorm, type NormOptions } from './block.js';
 import { kaimingNormal, Pool } from './pool.js';
 import { Order } from './order.js';
 import { EvalPlans, type EvalPlan } from './evalPlan.js';
@@ -69,9 +69,11 @@ export class CompNet {
   readonly evalPlans = new EvalPlans();
   /**
    * Which batch norms of training-mode passes run as the fused native op (BENCHMARKS.md,
-   * "Changes applied", item 5); the unfused ops give the same results to float rounding.
+   * "Changes applied", item 5); the unfused ops give the same results up to float rounding.
    */
   fusedBatchNorm: FusedBatchNorm = 'all';
+  /** Batch-norm inputs with fewer elements run unfused (see `FUSED_MIN_ELEMENTS`). */
+  fusedBatchNormMinElements = FUSED_MIN_ELEMENTS;
 
   /** Use `CompNet.create` or `loadModel`. */
   constructor(spec: ModelSpec, dtype: FloatDType, stem: Tensor, pool: Pool) {
@@ -222,7 +224,7 @@ export class CompNet {
     if (training) this.evalPlans.invalidate();
     else if (mode === 'hard' && this.evalPlans.mode !== 'off' && !gradEnabled()) return this.#evalPlan(taskName, task).forward(x);
     const stats: StatsSet = mode === 'soft' ? 'soft' : 'hard';
-    const norm: NormOptions = { training, stats, momentum: o.momentum, fused: this.fusedBatchNorm };
+    const norm: NormOptions = { training, stats, momentum: o.momentum, fused: this.fusedBatchNorm, fusedMinElements: this.fusedBatchNormMinElements };
     const spec = this.spec;
     const slots = this.pool.slots;
 
@@ -274,6 +276,7 @@ export class CompNet {
     const head = this.heads.get(task.info.head)!;
     return this.evalPlans.get(name, {
       spec: this.spec,
+      dtype: this.dtype,
       stem: this.stem,
       pool: this.pool.weights,
       slots: this.pool.slots,

@@ -399,6 +399,9 @@ export function liveStats(): { tensors: number; optimizers: number } {
   return { tensors: native.liveTensors(), optimizers: native.liveOptimizers() };
 }
 
+/** Live frozen TorchScript modules (see frozen.ts), for leak tests. */
+export const liveModules = (): number => call<number>('liveModules');
+
 /** Seeds libtorch's global generator (initialisation, `randn`, `rand`). */
 export const manualSeed = (seed: number): void => native.manualSeed(seed >>> 0);
 /** Sets libtorch's intra-op thread count. */
