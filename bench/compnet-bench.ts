@@ -12,6 +12,13 @@
  *   pipeline       time to build a batch (shuffled copy into a Float32Array + tensor creation)
  *   profile        time per native op inside a training step (wraps the binding's functions)
  *   prototypes     bench-only prototypes of optimisations (BN folding for inference, per-block weights)
+ *   evalplans      inference of the reference network with each evaluation-plan mode (off: plain
+ *                  path; folded: batch norm folded into the convs), interleaved
+ *   fused          training step of the reference network with each fused-batch-norm setting (off,
+ *                  relu6, all), interleaved
+ *
+ * The reference part takes --eval-plans off|folded and --fused off|relu6|all (default: the
+ * library's defaults).
  *
  * Run it through `npm run bench` (bench/run.ts), which preloads jemalloc and alternates it with the
  * PyTorch reference; running it directly is for debugging.
@@ -153,6 +160,10 @@ function reference(): void {
   const infers = intArg(args, 'infer', 30);
   const rssStart = procStatusBytes('VmRSS');
   const m = model(spec(), { order: IDENTITY });
+  const plans = args.get('eval-plans');
+  if (plans) m.net.evalPlans.mode = plans as typeof m.net.evalPlans.mode;
+  const fused = args.get('fused');
+  if (fused) m.net.fusedBatchNorm = fused as typeof m.net.fusedBatchNorm;
   const { x, y } = fixedBatch();
   const losses: number[] = [];
   for (let i = 0; i < warmup; i++) losses.push(trainStep(m, x, y, 'hard'));
@@ -556,7 +567,57 @@ function prototypes(): void {
   });
 }
 
-const parts: Record<string, () => void> = { reference, ceiling, compositional, multitask, memory, pipeline, profile, prototypes };
+/** Inference with each evaluation-plan mode, interleaved in one process, and how far the logits differ. */
+function evalplans(): void {
+  const rounds = intArg(args, 'rounds', 3);
+  const warmup = intArg(args, 'warmup', 3);
+  const steps = intArg(args, 'steps', 10);
+  const m = model(spec(), { order: IDENTITY });
+  const { x, y } = fixedBatch();
+  // Train a little so the running statistics are not trivial.
+  for (let i = 0; i < intArg(args, 'train', 5); i++) trainStep(m, x, y, 'hard');
+  const modes = ['off', 'folded', 'frozen'] as const;
+  const logits = (mode: (typeof modes)[number]): Float32Array => {
+    m.net.evalPlans.mode = mode;
+    return noGrad(() => tidy(() => m.net.forward('t0', x, { mode: 'hard' }).toFloat32()));
+  };
+  const plain = logits('off');
+  const relErr = Object.fromEntries(
+    modes.map((mode) => {
+      const v = logits(mode);
+      let worst = 0;
+      const scale = Math.max(...plain.map(Math.abs));
+      for (let i = 0; i < v.length; i++) worst = Math.max(worst, Math.abs(v[i]! - plain[i]!) / scale);
+      return [mode, worst];
+    }),
+  );
+  const times = interleaved(
+    modes.map((mode) => ({ name: mode, step: () => logits(mode) })),
+    rounds,
+    warmup,
+    steps,
+  );
+  emit({ times, summaries: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, summarize(v)])), maxRelativeError: relErr, frozenRuns: m.net.evalPlans.cached('t0')?.runs });
+}
+
+/** Training steps with each fused-batch-norm setting, interleaved in one process. */
+function fused(): void {
+  const rounds = intArg(args, 'rounds', 3);
+  const warmup = intArg(args, 'warmup', 2);
+  const steps = intArg(args, 'steps', 7);
+  const m = model(spec(), { order: IDENTITY });
+  const { x, y } = fixedBatch();
+  const settings = ['off', 'relu6', 'all'] as const;
+  const times = interleaved(
+    settings.map((f) => ({ name: f, step: () => ((m.net.fusedBatchNorm = f), trainStep(m, x, y, 'hard')) })),
+    rounds,
+    warmup,
+    steps,
+  );
+  emit({ times, summaries: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, summarize(v)])) });
+}
+
+const parts: Record<string, () => void> = { reference, ceiling, compositional, multitask, memory, pipeline, profile, prototypes, evalplans, fused };
 const run = parts[part];
 if (!run) {
   console.error(`unknown --part '${part}' (have: ${Object.keys(parts).join(', ')})`);

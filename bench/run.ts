@@ -9,7 +9,8 @@
  * network for the memory part), --json FILE (write every raw result; default
  * bench/results/latest.json), --threads N (default 2), --skip a,b (parts to leave out:
  * reference, frozen, ceiling, compositional, multitask, pipeline, memory, profile, prototypes,
- * ablations).
+ * ablations, applied), --eval-plans off|folded|frozen (compnet's evaluation-plan mode in the reference part;
+ * default: the library's).
  *
  * Every measurement runs in its own process with one JSON line on stdout; compnet and PyTorch
  * reference processes alternate (A B A B ...) so drift hits both. Both get jemalloc preloaded
@@ -32,6 +33,8 @@ const refSteps = intArg(args, 'steps', quick ? 3 : 30);
 const memorySteps = intArg(args, 'memory-steps', quick ? 20 : 1000);
 const memorySmall = args.get('memory-small') === 'true';
 const skip = new Set((args.get('skip') ?? '').split(',').filter(Boolean));
+// Passed to compnet's reference part (off | folded | frozen), to measure evaluation-plan modes.
+const evalPlans = args.get('eval-plans');
 const jsonOut = args.get('json') ?? join(root, 'bench', 'results', quick ? 'quick.json' : 'latest.json');
 
 const { jemallocEnv } = (await import(join(root, 'scripts', 'jemalloc-env.mjs'))) as { jemallocEnv: (e: NodeJS.ProcessEnv) => NodeJS.ProcessEnv };
@@ -134,7 +137,7 @@ if (!skip.has('reference')) {
   const common = ['--warmup', quick ? '1' : '5', '--steps', String(refSteps), '--infer', String(quick ? 3 : 30)];
   for (let r = 1; r <= rounds; r++) {
     progress(`reference round ${r}/${rounds}: compnet`);
-    ref.compnet.push(child('compnet', 'reference', common));
+    ref.compnet.push(child('compnet', 'reference', [...common, ...(evalPlans ? ['--eval-plans', evalPlans] : [])]));
     progress(`reference round ${r}/${rounds}: PyTorch`);
     ref.pytorch.push(child('pytorch', 'reference', [...common, '--adam', adam]));
     if (!skip.has('frozen')) {
@@ -167,7 +170,11 @@ if (!skip.has('reference')) {
       ['jemalloc mapped / threads', `${ref.compnet.every((x) => x.jemalloc)} / ${ref.compnet[0]!.threads}`, `${ref.pytorch.every((x) => x.jemalloc)} / ${ref.pytorch[0]!.threads}`, ''],
     ],
   );
-  if (frozen) log(`PyTorch inference through TorchScript freezing (torch.jit.freeze + optimize_for_inference: batch norm folded into the convolutions): ${fmt(frozen)} ms; compnet / frozen = ${(c.infer.median / frozen.median).toFixed(3)}.`);
+  if (frozen) {
+    const err = Math.max(...ref.frozen.map((f) => f.maxRelErrVsEager as number));
+    log(`PyTorch inference through TorchScript freezing (torch.jit.freeze + optimize_for_inference: batch norm folded into the convolutions): ${fmt(frozen)} ms; compnet / frozen = ${(c.infer.median / frozen.median).toFixed(3)}.`);
+    log(`Frozen logits vs eager PyTorch: max relative difference ${err.toExponential(2)}${err > 1e-3 ? ' — WRONG: the frozen graph is not a valid reference here (its prim::MKLDNNHardTanh_ skips the ReLU6s on this libtorch/oneDNN build)' : ''}.`);
+  }
   log(`Per-round medians, training ms: compnet ${ref.compnet.map((x) => ms(x.trainSummary.median)).join(', ')}; PyTorch ${ref.pytorch.map((x) => ms(x.trainSummary.median)).join(', ')}.`);
   log(`Loss after the run (both start near ln 10 = 2.30 and fit the fixed batch): compnet ${ref.compnet.map((x) => x.lastLoss.toFixed(3)).join(', ')}; PyTorch ${ref.pytorch.map((x) => x.lastLoss.toFixed(3)).join(', ')}.`);
   log();
@@ -296,12 +303,12 @@ if (!skip.has('prototypes')) {
   results.prototypes = pr;
   const t = pr.trainSummaries as Record<string, Summary>;
   const i = pr.inferSummaries as Record<string, Summary>;
-  log(`## 6. Prototypes (bench-only code over compnet's tensor layer; src/ unchanged)`);
+  log(`## 6. Prototypes (bench-only code over compnet's tensor layer, as measured before the changes were applied)`);
   log();
   table(
     ['variant', 'training step ms', 'inference ms'],
     [
-      ['CompNet model (stacked pool, hard order)', fmt(t['compnet-model']!), fmt(i['compnet-model']!)],
+      ['CompNet model (stacked pool, hard order; inference through its eval plan)', fmt(t['compnet-model']!), fmt(i['compnet-model']!)],
       ['same network, plain tensor layer (one leaf per block)', fmt(t['plain-tensor-layer']!), fmt(i['plain-tensor-layer']!)],
       ['plain, each intermediate disposed right after its last use', fmt(t['plain-free-early']!), fmt(i['plain-free-early']!)],
       ['plain, batch norm folded into conv weights (eval only)', '', fmt(i['plain-bn-folded']!)],
@@ -324,8 +331,36 @@ if (!skip.has('ablations')) {
     ['PyTorch variant', 'training step ms', 'inference ms', 'inference x eager'],
     names.map((k) => [k, fmt(ab.train[k]), fmt(ab.inference[k]), (ab.inference[k].median / ab.inference.eager.median).toFixed(3)]),
   );
-  log(`'out-of-place': ReLU6(inplace=False), as compnet's relu6 allocates a new tensor. 'kept': every module output also stays alive until the step ends, as compnet's tidy scope keeps every intermediate until it closes.`);
+  log(`'out-of-place': ReLU6(inplace=False), as compnet's relu6 was before its in-place ReLU6. 'kept': every module output also stays alive until the step ends, as compnet's tidy scope kept every intermediate before intermediates were freed at their last use.`);
   log();
+}
+
+// 7. compnet's applied optimisations, switched on and off in one process (variants interleaved).
+if (!skip.has('applied')) {
+  progress('applied optimisations (evaluation plans, fused batch norm)');
+  const ev = child('compnet', 'evalplans', ['--rounds', quick ? '1' : '3', '--warmup', quick ? '1' : '3', '--steps', quick ? '2' : '10']);
+  const fu = child('compnet', 'fused', ['--rounds', quick ? '1' : '3', '--warmup', quick ? '1' : '2', '--steps', quick ? '1' : '7']);
+  results.applied = { evalplans: ev, fused: fu };
+  const e = ev.summaries as Record<string, Summary>;
+  const f = fu.summaries as Record<string, Summary>;
+  log(`## 7. compnet's applied optimisations, on and off in one process (variants interleaved)`);
+  log();
+  table(
+    ['inference (eval, hard order, no grad)', 'ms', 'x plain', 'max relative difference of the logits vs plain'],
+    [
+      ['plain path (intermediates freed early, in-place ReLU6)', fmt(e.off!), '1.000', '0'],
+      ['batch norm folded into the convs (eval plan, eager)', fmt(e.folded!), (e.folded!.median / e.off!.median).toFixed(3), ev.maxRelativeError.folded.toExponential(2)],
+      [`folded and frozen (TorchScript, prepacked oneDNN weights; runs: ${ev.frozenRuns})`, fmt(e.frozen!), (e.frozen!.median / e.off!.median).toFixed(3), ev.maxRelativeError.frozen.toExponential(2)],
+    ],
+  );
+  table(
+    ['training step, fused batch norm', 'ms', 'x unfused'],
+    [
+      ['off (ATen batch norm, in-place ReLU6)', fmt(f.off!), '1.000'],
+      ['batch norm + ReLU6 fused', fmt(f.relu6!), (f.relu6!.median / f.off!.median).toFixed(3)],
+      ['all batch norms fused (also those without an activation)', fmt(f.all!), (f.all!.median / f.off!.median).toFixed(3)],
+    ],
+  );
 }
 
 // Targets.

@@ -9,8 +9,11 @@
 //  - Optimizers are libtorch's own (one native call per step).
 //  - Lifetimes (scopes) are managed by the TypeScript layer; this file only counts.
 #include <napi.h>
+#include <torch/script.h>
 #include <torch/torch.h>
 #include <torch/version.h>
+
+#include "batch_norm_act.h"
 
 #include <memory>
 #include <sstream>
@@ -22,6 +25,8 @@ namespace {
 
 std::unordered_map<int64_t, at::Tensor> g_tensors;
 std::unordered_map<int64_t, std::unique_ptr<torch::optim::Optimizer>> g_optimizers;
+// Frozen TorchScript modules (inference plans), keyed like tensors.
+std::unordered_map<int64_t, torch::jit::Module> g_modules;
 int64_t g_next_id = 1;
 
 int64_t put(at::Tensor t) {
@@ -220,6 +225,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   });
   EXPORT(liveTensors, { return Napi::Number::New(info.Env(), static_cast<double>(g_tensors.size())); });
   EXPORT(liveOptimizers, { return Napi::Number::New(info.Env(), static_cast<double>(g_optimizers.size())); });
+  EXPORT(liveModules, { return Napi::Number::New(info.Env(), static_cast<double>(g_modules.size())); });
 
   // ---- handles and data in/out ------------------------------------------------------------
   EXPORT(free, {
@@ -298,6 +304,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   });
   UNARY(detach, a.detach());
   UNARY(clone, a.clone());
+  // Sum of the version counters of the given tensors: every in-place change through libtorch
+  // (optimizer steps, copy_, fill_) raises it, so caches derived from them can tell they are stale.
+  // Batch norm's running-statistics update in training mode does NOT raise it.
+  EXPORT(versionSum, {
+    double sum = 0;
+    for (auto& t : tensorsArg(info, 0)) sum += static_cast<double>(t._version());
+    return Napi::Number::New(info.Env(), sum);
+  });
 
   // ---- in-place updates (never recorded by autograd) ------------------------------------------
   EXPORT(copyInto, {
@@ -329,6 +343,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   UNARY(abs, a.abs());
   UNARY(relu, at::relu(a));
   UNARY(relu6, at::hardtanh(a, 0.0, 6.0));
+  // In place: valid only where autograd does not need the input (e.g. right after batch norm,
+  // whose backward saves its input, not its output); autograd's version check catches misuse.
+  EXPORT(relu6_, { at::hardtanh_(tensorArg(info, 0), 0.0, 6.0); return info.Env().Undefined(); });
   UNARY(hardswish, at::hardswish(a));
   UNARY(sigmoid, a.sigmoid());
   UNARY(tanh, a.tanh());
@@ -390,9 +407,54 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
                                              optTensorArg(info, 3), optTensorArg(info, 4), boolArg(info, 5),
                                              numArg(info, 6), numArg(info, 7), /*cudnn_enabled=*/true));
   });
+  // Training-mode batch norm fused with clamp(lo, hi) (see batch_norm_act.h); own backward.
+  EXPORT(batchNormClamp, {
+    return handle(info.Env(), compnet::batchNormClamp(tensorArg(info, 0), optTensorArg(info, 1), optTensorArg(info, 2), optTensorArg(info, 3),
+                                                      optTensorArg(info, 4), numArg(info, 5), numArg(info, 6), numArg(info, 7), numArg(info, 8)));
+  });
   EXPORT(crossEntropy, {
     return handle(info.Env(), at::cross_entropy_loss(tensorArg(info, 0), tensorArg(info, 1)));
   });
+
+  // ---- frozen TorchScript plans (inference) -----------------------------------------------------
+  // jitFreeze(source, names, tensors): a module whose attributes are copies of the given tensors
+  // and whose methods are `source`; frozen and optimised for inference as torch.jit.freeze +
+  // optimize_for_inference do (weights prepacked in oneDNN's layout, batch norm folded, in-place
+  // activations). Callers must check its outputs: on libtorch 1.13.1 with oneDNN 2.6.3, the
+  // frozen graph's clamp (prim::MKLDNNHardTanh_) is a no-op when a conv's output channels are not
+  // a multiple of 16 (measured; BENCHMARKS.md).
+  EXPORT(jitFreeze, {
+    const auto source = strArg(info, 0);
+    auto names = info[1].As<Napi::Array>();
+    auto tensors = tensorsArg(info, 2);
+    if (names.Length() != tensors.size()) throw std::invalid_argument("names and tensors differ in length");
+    torch::jit::Module m("CompnetPlan");
+    for (uint32_t k = 0; k < names.Length(); ++k)
+      m.register_parameter(names.Get(k).As<Napi::String>().Utf8Value(), tensors[k].detach().clone(), /*is_buffer=*/false);
+    m.define(source);
+    m.eval();
+    auto frozen = torch::jit::freeze(m);
+    frozen = torch::jit::optimize_for_inference(frozen);
+    const int64_t id = g_next_id++;
+    g_modules.emplace(id, std::move(frozen));
+    return Napi::Number::New(info.Env(), static_cast<double>(id));
+  });
+  EXPORT(jitForward, {
+    const int64_t id = intArg(info, 0);
+    auto it = g_modules.find(id);
+    if (it == g_modules.end()) throw std::invalid_argument("module handle " + std::to_string(id) + " is not live");
+    at::NoGradGuard ng;
+    std::vector<c10::IValue> inputs;
+    for (auto& t : tensorsArg(info, 1)) inputs.emplace_back(t);
+    return handle(info.Env(), it->second.forward(inputs).toTensor());
+  });
+  // The optimised graph as text (diagnostics: which ops the plan runs).
+  EXPORT(jitGraph, {
+    auto it = g_modules.find(intArg(info, 0));
+    if (it == g_modules.end()) throw std::invalid_argument("module handle is not live");
+    return Napi::String::New(info.Env(), it->second.get_method("forward").graph()->toString());
+  });
+  EXPORT(jitFree, { g_modules.erase(intArg(info, 0)); return info.Env().Undefined(); });
 
   // ---- optimizers (libtorch's own) --------------------------------------------------------------
   EXPORT(adam, {

@@ -2,10 +2,11 @@
  * The compositional network: a shared stem and pool, and per task an order over the pool, a
  * batch-norm patch and a head (heads may be shared between tasks of one label space).
  */
-import { Tensor, tensor, conv2d, linear, noGrad, keep, manualSeed, tidy, rand } from '../torch/index.js';
-import { activate, residualBranch } from './block.js';
+import { Tensor, tensor, conv2d, linear, noGrad, keep, manualSeed, tidy, rand, gradEnabled } from '../torch/index.js';
+import { FUSED_MIN_ELEMENTS, consume, normAct, residualBranch, type FusedBatchNorm, type NormOptions } from './block.js';
 import { kaimingNormal, Pool } from './pool.js';
 import { Order } from './order.js';
+import { EvalPlans, type EvalPlan } from './evalPlan.js';
 import { Patch, type StatsSet } from './patch.js';
 import { parameterCounts, flopsPerImage, type FlopCounts } from './cost.js';
 import type { ForwardOptions, ModelSpec, OrderInit, OrderMode, ParameterCounts, TaskInfo } from './types.js';
@@ -61,6 +62,18 @@ export class CompNet {
   readonly pool: Pool;
   readonly tasks = new Map<string, TaskState>();
   readonly heads = new Map<string, Head>();
+  /**
+   * Cached evaluation plans (batch norm folded into the convolutions) for hard orders in eval mode without
+   * gradients; `forward` uses and invalidates them. Public for tests and benchmarks.
+   */
+  readonly evalPlans = new EvalPlans();
+  /**
+   * Which batch norms of training-mode passes run as the fused native op (BENCHMARKS.md,
+   * "Changes applied", item 5); the unfused ops give the same results up to float rounding.
+   */
+  fusedBatchNorm: FusedBatchNorm = 'all';
+  /** Batch-norm inputs with fewer elements run unfused (see `FUSED_MIN_ELEMENTS`). */
+  fusedBatchNormMinElements = FUSED_MIN_ELEMENTS;
 
   /** Use `CompNet.create` or `loadModel`. */
   constructor(spec: ModelSpec, dtype: FloatDType, stem: Tensor, pool: Pool) {
@@ -127,6 +140,7 @@ export class CompNet {
   /** Removes a task (and its head when no other task uses it), freeing its tensors. */
   removeTask(name: string): void {
     const t = this.task(name);
+    this.evalPlans.invalidate(name);
     t.logits.dispose();
     t.patch.dispose();
     this.tasks.delete(name);
@@ -205,43 +219,71 @@ export class CompNet {
     this.#checkInput(task, x);
     const mode = o.mode ?? 'soft';
     const training = o.training ?? false;
+    // A training-mode pass updates running statistics without raising version counters: every
+    // cached plan may now be stale.
+    if (training) this.evalPlans.invalidate();
+    else if (mode === 'hard' && this.evalPlans.mode !== 'off' && !gradEnabled()) return this.#evalPlan(taskName, task).forward(x);
     const stats: StatsSet = mode === 'soft' ? 'soft' : 'hard';
-    const norm = { training, stats, momentum: o.momentum };
+    const norm: NormOptions = { training, stats, momentum: o.momentum, fused: this.fusedBatchNorm, fusedMinElements: this.fusedBatchNormMinElements };
     const spec = this.spec;
     const slots = this.pool.slots;
 
     // NHWC data viewed as NCHW is channels-last in memory, the faster layout for these convs.
-    let h = conv2d(x.permute([0, 3, 1, 2]), this.stem, { stride: spec.stemStride, padding: 1 });
-    h = activate(task.patch.stem.apply(h, [], norm), spec.activation);
+    // Each intermediate is freed at its last use (see `consume`); `x` stays the caller's.
+    const input = x.permute([0, 3, 1, 2]);
+    let h = consume(input, conv2d(input, this.stem, { stride: spec.stemStride, padding: 1 }));
+    h = consume(h, normAct(task.patch.stem, [], h, norm, spec.activation));
 
     if (mode === 'hard') {
       const seq = this.order(taskName).hard();
       seq.forEach((b, l) => {
         const idx = spec.mixing === 'output' ? [l, b] : [l];
-        const f = residualBranch(h, slots, this.pool.block(b), (i, v) => task.patch.steps[i]!.apply(v, idx, norm), spec.activation);
-        h = h.add(f);
+        const weights = this.pool.block(b);
+        const f = residualBranch(h, slots, weights, (i, v, a) => normAct(task.patch.steps[i]!, idx, v, norm, a), spec.activation);
+        weights.forEach((w) => w.dispose());
+        h = consume(h, h.add(f));
+        f.dispose();
       });
     } else if (spec.mixing === 'weight') {
       const w = this.mixingWeights(taskName, mode, o.tau ?? 1);
       const mixed = this.pool.mix(w);
       for (let l = 0; l < spec.steps; l++) {
-        const f = residualBranch(h, slots, mixed.map((m) => m.select(0, l)), (i, v) => task.patch.steps[i]!.apply(v, [l], norm), spec.activation);
-        h = h.add(f);
+        const f = residualBranch(h, slots, mixed.map((m) => m.select(0, l)), (i, v, a) => normAct(task.patch.steps[i]!, [l], v, norm, a), spec.activation);
+        h = consume(h, h.add(f));
+        f.dispose();
       }
     } else {
       const w = this.mixingWeights(taskName, mode, o.tau ?? 1);
       for (let l = 0; l < spec.steps; l++) {
         let acc: Tensor | undefined;
         for (let b = 0; b < spec.blocks; b++) {
-          const f = residualBranch(h, slots, this.pool.block(b), (i, v) => task.patch.steps[i]!.apply(v, [l, b], norm), spec.activation);
-          const term = f.mul(w.select(0, l).select(0, b));
-          acc = acc ? acc.add(term) : term;
+          const f = residualBranch(h, slots, this.pool.block(b), (i, v, a) => normAct(task.patch.steps[i]!, [l, b], v, norm, a), spec.activation);
+          const term = consume(f, f.mul(w.select(0, l).select(0, b)));
+          acc = acc ? consume(acc, acc.add(term)) : term;
+          if (acc !== term) term.dispose();
         }
-        h = h.add(acc!);
+        h = consume(h, h.add(acc!));
+        acc!.dispose();
       }
     }
     const head = this.heads.get(task.info.head)!;
-    return linear(h.mean([2, 3]), head.weight, head.bias);
+    const pooled = consume(h, h.mean([2, 3]));
+    return consume(pooled, linear(pooled, head.weight, head.bias));
+  }
+
+  /** The task's cached evaluation plan for its current hard order (rebuilt if stale). */
+  #evalPlan(name: string, task: TaskState): EvalPlan {
+    const head = this.heads.get(task.info.head)!;
+    return this.evalPlans.get(name, {
+      spec: this.spec,
+      dtype: this.dtype,
+      stem: this.stem,
+      pool: this.pool.weights,
+      slots: this.pool.slots,
+      patch: task.patch,
+      head,
+      order: this.order(name).hard(),
+    });
   }
 
   /**
@@ -311,6 +353,7 @@ export class CompNet {
 
   /** Frees every tensor of the network. */
   dispose(): void {
+    this.evalPlans.invalidate();
     for (const name of this.taskNames) this.removeTask(name);
     this.stem.dispose();
     for (const w of this.pool.weights) w.dispose();

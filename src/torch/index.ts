@@ -2,3 +2,4 @@
 export * from './tensor.js';
 export * from './nn.js';
 export * from './optim.js';
+export * from './frozen.js';

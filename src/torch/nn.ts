@@ -18,6 +18,9 @@ export function conv2d(x: Tensor, w: Tensor, o: Conv2dOptions = {}): Tensor {
   return runOp('conv2d', ins, [x.handle, w.handle, o.bias?.handle ?? null, [s, s], [p, p], [d, d], o.groups ?? 1]);
 }
 
+/** Batch norm's default epsilon (libtorch's and PyTorch's); folding batch norm must use the same. */
+export const BN_EPS = 1e-5;
+
 export interface BatchNormArgs {
   weight?: Tensor | null;
   bias?: Tensor | null;
@@ -41,7 +44,28 @@ export function batchNorm(x: Tensor, a: BatchNormArgs): Tensor {
     a.runningVar?.handle ?? null,
     a.training,
     a.momentum ?? 0.1,
-    a.eps ?? 1e-5,
+    a.eps ?? BN_EPS,
+  ]);
+}
+
+/**
+ * Training-mode batch norm fused with `clamp(min, max)` (ReLU6: 0, 6; none: ±Infinity), one native
+ * op with its own backward (native/batch_norm_act.h): the clamp costs no extra pass over memory.
+ * Same results as `batchNorm` (training) then the clamp, running statistics included. `x` must be
+ * channels-last 4-D or contiguous 2-D, float32 or float64.
+ */
+export function batchNormClamp(x: Tensor, a: Omit<BatchNormArgs, 'training'> & { min: number; max: number }): Tensor {
+  const ins = [x, a.weight, a.bias, a.runningMean, a.runningVar].filter((t): t is Tensor => !!t);
+  return runOp('batchNormClamp', ins, [
+    x.handle,
+    a.weight?.handle ?? null,
+    a.bias?.handle ?? null,
+    a.runningMean?.handle ?? null,
+    a.runningVar?.handle ?? null,
+    a.momentum ?? 0.1,
+    a.eps ?? BN_EPS,
+    a.min,
+    a.max,
   ]);
 }
 

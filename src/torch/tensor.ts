@@ -197,6 +197,14 @@ export class Tensor {
   relu6(): Tensor {
     return op('relu6', [this], [this.handle]);
   }
+  /**
+   * ReLU6 in place; returns `this`. Only where autograd does not need this tensor's old values
+   * (e.g. a fresh batch-norm output): libtorch's version check rejects misuse at backward.
+   */
+  relu6_(): this {
+    act('relu6_', [this], [this.handle]);
+    return this;
+  }
   hardswish(): Tensor {
     return op('hardswish', [this], [this.handle]);
   }
@@ -374,6 +382,15 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/**
+ * Sum of the tensors' version counters. Every in-place change made through libtorch (optimizer
+ * steps, `assign`, `fill`) raises it, so a cache derived from the tensors can tell it is stale.
+ * Batch norm's running-statistics update in training mode does not raise it.
+ */
+export function versionSum(ts: readonly Tensor[]): number {
+  return act('versionSum', ts, [ts.map((t) => t.handle)]);
+}
+
 /** Whether autograd records operations right now. */
 export const gradEnabled = (): boolean => native.gradEnabled();
 
@@ -381,6 +398,9 @@ export const gradEnabled = (): boolean => native.gradEnabled();
 export function liveStats(): { tensors: number; optimizers: number } {
   return { tensors: native.liveTensors(), optimizers: native.liveOptimizers() };
 }
+
+/** Live frozen TorchScript modules (see frozen.ts), for leak tests. */
+export const liveModules = (): number => call<number>('liveModules');
 
 /** Seeds libtorch's global generator (initialisation, `randn`, `rand`). */
 export const manualSeed = (seed: number): void => native.manualSeed(seed >>> 0);

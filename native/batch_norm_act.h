@@ -1,0 +1,283 @@
+// Fused training-mode batch norm + clamp (ReLU6, or none) for channels-last CPU tensors, with its
+// own backward.
+//
+// Why: unfused, a training step sweeps each 16 MiB activation several times (BN statistics, BN
+// normalise, clamp; clamp backward, BN backward reductions, BN backward dx). Fused, the clamp runs
+// inside the normalise pass, and its backward mask is recomputed from the input inside BN's
+// backward passes, so the clamp's own forward and backward sweeps disappear (BENCHMARKS.md item 5).
+//
+// Layout: a channels-last [N, C, H, W] tensor (or a contiguous [M, C] one) is M = N·H·W rows of C
+// contiguous channels. Rows are split over threads with at::parallel_for; each thread reduces
+// into its own per-channel accumulators, and the inner loops over C are plain loops that GCC
+// vectorises (function clones for AVX-512, AVX2 and baseline x86-64, picked at load time).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <vector>
+
+namespace compnet {
+
+// The binding builds at -O2, whose cheap vectoriser skips loops of runtime length: the kernels
+// ask for -O3's.
+#pragma GCC push_options
+#pragma GCC optimize("O3")
+#define COMPNET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define COMPNET_INLINE __attribute__((always_inline)) inline
+
+// One pass for both moments: sum[c] += x, sq[c] += x², in double (var = E[x²] − mean² then loses
+// nothing that matters unless |mean| / std exceeds about 1e4).
+template <typename T>
+COMPNET_INLINE void statsRows(const T* __restrict x, int64_t rows, int64_t C, double* __restrict sum, double* __restrict sq) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const double v = xr[c];
+      sum[c] += v;
+      sq[c] += v * v;
+    }
+  }
+}
+
+// y[r, c] = clamp(x[r, c] * a[c] + b[c], lo, hi)
+template <typename T>
+COMPNET_INLINE void normRows(const T* __restrict x, int64_t rows, int64_t C, const T* __restrict a, const T* __restrict b, T lo, T hi, T* __restrict y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * C;
+    T* yr = y + r * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const T v = xr[c] * a[c] + b[c];
+      yr[c] = v < lo ? lo : (v > hi ? hi : v);
+    }
+  }
+}
+
+// With the clamp mask m = lo < x*a+b < hi: sg[c] += g·m, sgx[c] += g·m·(x - mean).
+template <typename T>
+COMPNET_INLINE void gradStatsRows(const T* __restrict g, const T* __restrict x, int64_t rows, int64_t C, const T* __restrict a, const T* __restrict b,
+                                  const T* __restrict mean, T lo, T hi, T* __restrict sg, T* __restrict sgx) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* gr = g + r * C;
+    const T* xr = x + r * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const T v = xr[c] * a[c] + b[c];
+      const T gm = (v > lo && v < hi) ? gr[c] : T(0);
+      sg[c] += gm;
+      sgx[c] += gm * (xr[c] - mean[c]);
+    }
+  }
+}
+
+// dx[r, c] = g·m·k1[c] + x·k2[c] + k3[c]
+template <typename T>
+COMPNET_INLINE void gradInputRows(const T* __restrict g, const T* __restrict x, int64_t rows, int64_t C, const T* __restrict a, const T* __restrict b,
+                                  T lo, T hi, const T* __restrict k1, const T* __restrict k2, const T* __restrict k3, T* __restrict dx) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* gr = g + r * C;
+    const T* xr = x + r * C;
+    T* dr = dx + r * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const T v = xr[c] * a[c] + b[c];
+      const T gm = (v > lo && v < hi) ? gr[c] : T(0);
+      dr[c] = gm * k1[c] + xr[c] * k2[c] + k3[c];
+    }
+  }
+}
+
+// Vectorised entry points (clones per ISA) for float; double uses the templates as they are.
+COMPNET_CLONES void statsRowsF(const float* x, int64_t rows, int64_t C, double* sum, double* sq) { statsRows(x, rows, C, sum, sq); }
+COMPNET_CLONES void normRowsF(const float* x, int64_t rows, int64_t C, const float* a, const float* b, float lo, float hi, float* y) {
+  normRows(x, rows, C, a, b, lo, hi, y);
+}
+COMPNET_CLONES void gradStatsRowsF(const float* g, const float* x, int64_t rows, int64_t C, const float* a, const float* b, const float* mean, float lo, float hi,
+                                   float* sg, float* sgx) {
+  gradStatsRows(g, x, rows, C, a, b, mean, lo, hi, sg, sgx);
+}
+COMPNET_CLONES void gradInputRowsF(const float* g, const float* x, int64_t rows, int64_t C, const float* a, const float* b, float lo, float hi, const float* k1,
+                                   const float* k2, const float* k3, float* dx) {
+  gradInputRows(g, x, rows, C, a, b, lo, hi, k1, k2, k3, dx);
+}
+inline void statsRowsT(const float* x, int64_t rows, int64_t C, double* sum, double* sq) { statsRowsF(x, rows, C, sum, sq); }
+inline void statsRowsT(const double* x, int64_t rows, int64_t C, double* sum, double* sq) { statsRows(x, rows, C, sum, sq); }
+inline void normRowsT(const float* x, int64_t rows, int64_t C, const float* a, const float* b, float lo, float hi, float* y) { normRowsF(x, rows, C, a, b, lo, hi, y); }
+inline void normRowsT(const double* x, int64_t rows, int64_t C, const double* a, const double* b, double lo, double hi, double* y) {
+  normRows(x, rows, C, a, b, lo, hi, y);
+}
+inline void gradStatsRowsT(const float* g, const float* x, int64_t rows, int64_t C, const float* a, const float* b, const float* mean, float lo, float hi, float* sg,
+                           float* sgx) {
+  gradStatsRowsF(g, x, rows, C, a, b, mean, lo, hi, sg, sgx);
+}
+inline void gradStatsRowsT(const double* g, const double* x, int64_t rows, int64_t C, const double* a, const double* b, const double* mean, double lo, double hi,
+                           double* sg, double* sgx) {
+  gradStatsRows(g, x, rows, C, a, b, mean, lo, hi, sg, sgx);
+}
+inline void gradInputRowsT(const float* g, const float* x, int64_t rows, int64_t C, const float* a, const float* b, float lo, float hi, const float* k1,
+                           const float* k2, const float* k3, float* dx) {
+  gradInputRowsF(g, x, rows, C, a, b, lo, hi, k1, k2, k3, dx);
+}
+inline void gradInputRowsT(const double* g, const double* x, int64_t rows, int64_t C, const double* a, const double* b, double lo, double hi, const double* k1,
+                           const double* k2, const double* k3, double* dx) {
+  gradInputRows(g, x, rows, C, a, b, lo, hi, k1, k2, k3, dx);
+}
+
+#pragma GCC pop_options
+
+// Rows per task: a few thousand rows keep per-thread accumulators cheap to merge.
+constexpr int64_t kGrain = 256;
+
+// Per-channel sums over rows of `body(begin, rows, acc)` (accumulating in T per thread), merged
+// over threads in double.
+template <typename T, typename Body>
+std::vector<double> reduceRows(int64_t M, int64_t C, int outputs, const Body& body) {
+  const int threads = at::get_num_threads();
+  std::vector<T> partial(static_cast<size_t>(threads) * outputs * C, T(0));
+  at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
+    T* acc = partial.data() + static_cast<size_t>(at::get_thread_num()) * outputs * C;
+    body(begin, end - begin, acc);
+  });
+  std::vector<double> out(static_cast<size_t>(outputs) * C, 0.0);
+  for (int t = 0; t < threads; ++t)
+    for (size_t k = 0; k < out.size(); ++k) out[k] += partial[static_cast<size_t>(t) * outputs * C + k];
+  return out;
+}
+
+// x viewed as [M, C] rows, or an error naming the op and shape.
+inline int64_t rowsOf(const at::Tensor& x, const char* op) {
+  const bool rows2d = x.dim() == 2 && x.is_contiguous();
+  const bool cl = x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  if (!rows2d && !cl) {
+    std::ostringstream s;
+    s << op << ": input " << x.sizes() << " must be channels-last 4-D or contiguous 2-D";
+    throw std::invalid_argument(s.str());
+  }
+  return x.numel() / x.size(1);
+}
+
+struct BatchNormClamp : public torch::autograd::Function<BatchNormClamp> {
+  // lo/hi: clamp bounds (±infinity for plain batch norm). Absent tensors are empty.
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                            const at::Tensor& runningMean, const at::Tensor& runningVar, double momentum, double eps, double lo, double hi) {
+    const int64_t C = x.size(1);
+    const int64_t M = rowsOf(x, "batchNormClamp");
+    for (const auto* t : {&weight, &bias, &runningMean, &runningVar})
+      if (t->numel() != 0 && (t->numel() != C || t->scalar_type() != x.scalar_type())) {
+        std::ostringstream s;
+        s << "batchNormClamp: per-channel tensor " << t->sizes() << " " << t->scalar_type() << " does not match input " << x.sizes() << " " << x.scalar_type();
+        throw std::invalid_argument(s.str());
+      }
+    if (M < 2) throw std::invalid_argument("batchNormClamp: training mode needs more than one value per channel");
+    auto xc = x;  // already in row layout (checked)
+    auto y = at::empty_like(x);
+    auto mean = at::empty({C}, x.options());
+    auto invstd = at::empty({C}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batchNormClamp", [&] {
+      const scalar_t* xp = xc.data_ptr<scalar_t>();
+      auto moments = reduceRows<double>(M, C, 2, [&](int64_t b, int64_t n, double* acc) { statsRowsT(xp + b * C, n, C, acc, acc + C); });
+      auto* mp = mean.data_ptr<scalar_t>();
+      std::vector<double> sq(C);
+      for (int64_t c = 0; c < C; ++c) {
+        const double mu = moments[c] / M;
+        mp[c] = static_cast<scalar_t>(mu);
+        sq[c] = std::max(0.0, moments[C + c] - mu * moments[c]);  // Σ(x − μ)²
+      }
+      auto* ip = invstd.data_ptr<scalar_t>();
+      std::vector<scalar_t> a(C), sh(C);
+      const auto wc = weight.contiguous();
+      const auto bc = bias.contiguous();
+      const auto* wp = wc.numel() ? wc.data_ptr<scalar_t>() : nullptr;
+      const auto* bp = bc.numel() ? bc.data_ptr<scalar_t>() : nullptr;
+      for (int64_t c = 0; c < C; ++c) {
+        const double var = sq[c] / M;
+        ip[c] = static_cast<scalar_t>(1.0 / std::sqrt(var + eps));
+        a[c] = (wp ? wp[c] : scalar_t(1)) * ip[c];
+        sh[c] = (bp ? bp[c] : scalar_t(0)) - mp[c] * a[c];
+        sq[c] = var * M / (M - 1);  // unbiased, for the running variance
+      }
+      scalar_t* yp = y.data_ptr<scalar_t>();
+      at::parallel_for(0, M, kGrain, [&](int64_t b, int64_t e) {
+        normRowsT(xp + b * C, e - b, C, a.data(), sh.data(), static_cast<scalar_t>(lo), static_cast<scalar_t>(hi), yp + b * C);
+      });
+      if (runningMean.numel() && runningVar.numel()) {
+        at::NoGradGuard ng;
+        auto unbiased = at::empty({C}, x.options());
+        auto* up = unbiased.data_ptr<scalar_t>();
+        for (int64_t c = 0; c < C; ++c) up[c] = static_cast<scalar_t>(sq[c]);
+        runningMean.mul_(1 - momentum).add_(mean, momentum);
+        runningVar.mul_(1 - momentum).add_(unbiased, momentum);
+      }
+    });
+    ctx->save_for_backward({x, weight, bias, mean, invstd});
+    ctx->saved_data["lo"] = lo;
+    ctx->saved_data["hi"] = hi;
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& weight = saved[1];
+    const auto& bias = saved[2];
+    const auto& mean = saved[3];
+    const auto& invstd = saved[4];
+    const double lo = ctx->saved_data["lo"].toDouble();
+    const double hi = ctx->saved_data["hi"].toDouble();
+    const int64_t C = x.size(1);
+    const int64_t M = x.numel() / C;
+    auto g = x.dim() == 4 ? grads[0].contiguous(at::MemoryFormat::ChannelsLast) : grads[0].contiguous();
+    auto dx = at::empty_like(x);
+    auto dw = at::empty({C}, x.options());
+    auto db = at::empty({C}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batchNormClampBackward", [&] {
+      const scalar_t* xp = x.data_ptr<scalar_t>();
+      const scalar_t* gp = g.data_ptr<scalar_t>();
+      const scalar_t* mp = mean.data_ptr<scalar_t>();
+      const scalar_t* ip = invstd.data_ptr<scalar_t>();
+      const auto wc = weight.contiguous();
+      const auto bc = bias.contiguous();
+      const auto* wp = wc.numel() ? wc.data_ptr<scalar_t>() : nullptr;
+      const auto* bp = bc.numel() ? bc.data_ptr<scalar_t>() : nullptr;
+      std::vector<scalar_t> a(C), sh(C);
+      for (int64_t c = 0; c < C; ++c) {
+        a[c] = (wp ? wp[c] : scalar_t(1)) * ip[c];
+        sh[c] = (bp ? bp[c] : scalar_t(0)) - mp[c] * a[c];
+      }
+      const auto slo = static_cast<scalar_t>(lo), shi = static_cast<scalar_t>(hi);
+      auto sums = reduceRows<scalar_t>(M, C, 2, [&](int64_t b, int64_t n, scalar_t* acc) {
+        gradStatsRowsT(gp + b * C, xp + b * C, n, C, a.data(), sh.data(), mp, slo, shi, acc, acc + C);
+      });
+      // dx = γ·invstd·(g·m − Σg·m/M − (x−μ)·invstd²·Σg·m·(x−μ)/M)
+      std::vector<scalar_t> k1(C), k2(C), k3(C);
+      auto* dwp = dw.data_ptr<scalar_t>();
+      auto* dbp = db.data_ptr<scalar_t>();
+      for (int64_t c = 0; c < C; ++c) {
+        const double w = wp ? wp[c] : 1.0, is = ip[c], sg = sums[c], sgx = sums[C + c];
+        dwp[c] = static_cast<scalar_t>(sgx * is);
+        dbp[c] = static_cast<scalar_t>(sg);
+        const double kx = -w * is * is * is * sgx / M;
+        k1[c] = static_cast<scalar_t>(w * is);
+        k2[c] = static_cast<scalar_t>(kx);
+        k3[c] = static_cast<scalar_t>(-w * is * sg / M - kx * mp[c]);
+      }
+      scalar_t* dp = dx.data_ptr<scalar_t>();
+      at::parallel_for(0, M, kGrain, [&](int64_t b, int64_t e) {
+        gradInputRowsT(gp + b * C, xp + b * C, e - b, C, a.data(), sh.data(), slo, shi, k1.data(), k2.data(), k3.data(), dp + b * C);
+      });
+    });
+    return {dx, weight.numel() ? dw : at::Tensor(), bias.numel() ? db : at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// Training-mode batch norm followed by clamp(lo, hi) (lo = 0, hi = 6: ReLU6; ±inf: none).
+// Absent running statistics travel as empty tensors: autograd's apply cannot take undefined ones.
+inline at::Tensor batchNormClamp(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& runningMean,
+                                 const at::Tensor& runningVar, double momentum, double eps, double lo, double hi) {
+  const auto none = at::empty({0}, x.options());
+  return BatchNormClamp::apply(x, weight.defined() ? weight : none, bias.defined() ? bias : none, runningMean.defined() ? runningMean : none,
+                               runningVar.defined() ? runningVar : none, momentum, eps, lo, hi);
+}
+
+}  // namespace compnet
