@@ -203,9 +203,22 @@ void setGroupLr(torch::optim::Optimizer& opt, size_t group, double lr) {
   else throw std::invalid_argument("unsupported optimizer options");
 }
 
+// Frozen TorchScript plans reuse their output buffers across batch sizes, and libtorch 1.13 warns
+// on every such resize (a deprecation notice for behaviour it still performs correctly): one line
+// per op per batch, thousands in an evaluation. Drop that notice; pass every other warning on.
+class QuietResizeWarnings : public c10::WarningHandler {
+ public:
+  void process(const c10::SourceLocation& where, const std::string& msg, const bool verbatim) override {
+    if (msg.find("was resized since it had shape") != std::string::npos) return;
+    c10::WarningHandler::process(where, msg, verbatim);
+  }
+};
+QuietResizeWarnings g_quiet_resize;
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  c10::Warning::set_warning_handler(&g_quiet_resize);
   // ---- library facts and global settings -------------------------------------------------
   EXPORT(version, {
     auto o = Napi::Object::New(info.Env());
