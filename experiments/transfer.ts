@@ -58,13 +58,13 @@ export async function main(argv: string[]): Promise<void> {
   torch.setNumThreads(args.threads);
   const cifar = cifar10();
   const omniglot = join(omniglotSmall1(), 'Greek');
-  // Sized to run in about an hour on one core (3 seeds).
-  const preLimit = q ? { train: 400, test: 300 } : { train: 1500, test: 1000 };
-  const newLimit = q ? { train: 300, test: 300 } : { train: 800, test: 1000 };
-  const preEpochs = q ? 1 : 4;
+  // Sized to run in about 20 minutes per seed on one core.
+  const preLimit = q ? { train: 400, test: 300 } : { train: 1000, test: 1000 };
+  const newLimit = q ? { train: 300, test: 300 } : { train: 600, test: 1000 };
+  const preEpochs = q ? 1 : 3;
   const fullEpochs = q ? 1 : 3;
-  const shotEpochs = q ? 2 : 15;
-  const selectSteps = q ? 5 : 15;
+  const shotEpochs = q ? 2 : 10;
+  const selectSteps = q ? 5 : 10;
   const SHOTS = q ? 5 : 20;
   const spec: ModelSpec = { inputChannels: 3, channels: 32, blocks: 4, steps: 6, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' };
   const base = (seed: number, epochs: number): MultitaskSettings => ({ ...DEFAULT_TRAIN, optimizer: 'adam', epochs, seed });
