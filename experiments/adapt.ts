@@ -42,7 +42,7 @@ import { readIdxPair } from '../src/data/idx.js';
 import { readImageFile, pickImages, type ImageBatch } from '../src/data/images.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
-import { parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
 import { CACHE as EXPERIMENT_CACHE, SHARED, IDX, cached, cachedFiles, entryWith, loadIdxTask, range, requireShared, untar, writePair, type IdxFiles } from './data.js';
 
 const CACHE = join(EXPERIMENT_CACHE, 'e4');
@@ -183,7 +183,7 @@ export async function main(argv: string[]): Promise<void> {
   /** Writes the tables for the seeds finished so far (after every seed, so a long run loses nothing). */
   const writeAll = (done: number[]): void => {
     const wall = (performance.now() - t0) / 1000;
-    const command = ['npm run experiment -- adapt', ...argv].join(' ');
+    const command = experimentCommand('adapt', args);
     const avg = (m: Method) => done.map((_, i) => mean(TARGETS.map((t) => acc[t]![m]![i]!)));
     const rows = METHODS.map((m) => [m, ...TARGETS.map((t) => pm(acc[t]![m]!)), pm(avg(m))]);
     const a = (m: Method, t?: Domain) => mean(t ? acc[t]![m]! : avg(m));
@@ -214,9 +214,7 @@ export async function main(argv: string[]): Promise<void> {
     const md = [
       '# E4 — digits, leave one domain out: domain adaptation by computation order',
       '',
-      `Command: \`${command}\`  `,
-      `Machine: ${machine()}  `,
-      `Wall time: ${(wall / 60).toFixed(1)} min, ${done.length} of ${args.seeds.length} seed(s) finished: ${done.join(', ')}${q ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
+      ...resultsHeader('adapt', args, done, wall),
       '',
       `Protocol: five domains at 32x32x3 (MNIST, USPS, MNIST-M, and two derived: MNIST-M with inverted colours, MNIST digits on random colour backgrounds; see experiments/adapt.ts for how they are made). ` +
         `For each real target the other four are the sources: ${limit.train} training images each (10% held out for validation), trained jointly for ${sourceEpochs} epochs as four tasks sharing one head (batches of 16 per source, so that a step sees 64 images and both source networks take the same number of steps) ` +

@@ -59,3 +59,17 @@ export function writeResults(name: string, markdown: string, data: unknown): voi
 }
 
 export const log = (s: string) => process.stderr.write(s + '\n');
+
+/** The command line that reproduces a run: `npm run experiment -- <name> <its arguments>`. */
+export function experimentCommand(name: string, args: ExperimentArgs): string {
+  return ['npm run experiment --', name, ...args.argv].join(' ');
+}
+
+/** The first lines of every results table: command, machine and threads, wall time and seeds. */
+export function resultsHeader(name: string, args: ExperimentArgs, done: number[], wallSeconds: number): string[] {
+  return [
+    `Command: \`${experimentCommand(name, args)}\`  `,
+    `Machine: ${machine()}; ${args.threads} libtorch thread(s)  `,
+    `Wall time: ${(wallSeconds / 60).toFixed(1)} min, ${done.length} of ${args.seeds.length} seed(s) finished: ${done.join(', ')}${args.quick ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
+  ];
+}

@@ -19,7 +19,7 @@ import {
 import { transferTask, type TrainPart } from '../src/train/transfer.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
-import { parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
 
 const FMNIST = '/usr/share/datasets/fashion-mnist';
 const CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
@@ -98,7 +98,7 @@ export async function main(argv: string[]): Promise<void> {
   const done: number[] = [];
   const report = (done: number[]) => {
     const wall = (performance.now() - t0) / 1000;
-    const command = `npm run experiment -- lifelong${q ? ' --quick' : ''}${argv.includes('--seeds') ? ` --seeds ${args.seeds.length}` : ''}`;
+    const command = experimentCommand('lifelong', args);
     const rows = MODES.map((m) => {
       const r = perSeed[m.name]!;
       return [m.name, Math.round(mean(r.map((x) => x.trainable))), pm(r.map((x) => x.hard)), pm(r.map((x) => x.soft)), mean(r.map((x) => x.entropy)).toFixed(3), mean(r.map((x) => x.moved)).toFixed(1)];
@@ -106,9 +106,7 @@ export async function main(argv: string[]): Promise<void> {
     const md = [
       '# E1 — Fashion-MNIST binary tasks: transfer by computation order',
       '',
-      `Command: \`${command}\`  `,
-      `Machine: ${machine()}  `,
-      `Wall time: ${(wall / 60).toFixed(1)} min, ${done.length} seed(s): ${done.join(', ')}${done.length < args.seeds.length ? ` (of ${args.seeds.length} planned; partial)` : ''}${q ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
+      ...resultsHeader('lifelong', args, done, wall),
       '',
       `Protocol: per seed, 10 random Fashion-MNIST class pairs; the pool (${spec.blocks} inverted-residual blocks, C=${spec.channels}, L=${spec.steps} steps, weight mixing) is trained jointly on the first 4 tasks ` +
         `(${jointLimit.train} training images per task, ${jointEpochs} epochs); each of the next ${newTasks} tasks is then learned over the frozen pool ` +

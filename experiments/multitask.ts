@@ -16,7 +16,7 @@ import { pathToFileURL } from 'node:url';
 import { CompNet, Order, trainMultitask, DEFAULT_TRAIN, type MultitaskSettings, type ModelSpec, type TaskData, torch } from '../src/index.js';
 import { table } from '../src/report/table.js';
 import { Rng } from '../src/data/rng.js';
-import { parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
 import { IDX, cifar10, loadIdxTask, type IdxFiles } from './data.js';
 
 const TASKS = ['mnist', 'fashion', 'usps', 'cifar10'] as const;
@@ -62,7 +62,7 @@ export async function main(argv: string[]): Promise<void> {
 
   const report = (done: number[]) => {
     const wall = (performance.now() - t0) / 1000;
-    const command = ['npm run experiment -- multitask', ...argv].join(' ');
+    const command = experimentCommand('multitask', args);
     const avg = (k: string) => runs[k]!.map((r) => mean(TASKS.map((t) => r.acc[t])));
     const rows = VARIANTS.map((v) => [
       v.title,
@@ -84,9 +84,7 @@ export async function main(argv: string[]): Promise<void> {
     const md = [
       '# E2 — multi-task learning across datasets',
       '',
-      `Command: \`${command}\`  `,
-      `Machine: ${machine()}; ${args.threads} libtorch thread(s)  `,
-      `Wall time: ${(wall / 60).toFixed(1)} min, ${done.length} of ${args.seeds.length} seed(s) finished: ${done.join(', ')}${q ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
+      ...resultsHeader('multitask', args, done, wall),
       '',
       `Protocol: four tasks at 32x32x3 — MNIST, Fashion-MNIST, USPS (grey, replicated to 3 channels, resized) and CIFAR-10 (shared JPEG re-encoding) — ${limit.train} training images each (10% held out for validation), ` +
         `test accuracy on ${limit.test} test images at most (USPS: its 2,007). Every variant: ${epochs} epochs of batch 64 per task, Adam lr ${DEFAULT_TRAIN.lr}, ` +

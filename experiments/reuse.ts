@@ -18,7 +18,7 @@ import { pathToFileURL } from 'node:url';
 import { CompNet, Order, trainMultitask, DEFAULT_TRAIN, type MultitaskSettings, type ModelSpec, type TaskData, torch } from '../src/index.js';
 import { table } from '../src/report/table.js';
 import { Rng } from '../src/data/rng.js';
-import { parseArgs, pm, mean, std, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, pm, mean, std, machine, writeResults, log } from './lib.js';
 import { cifar10, loadIdxTask } from './data.js';
 
 interface Variant {
@@ -62,7 +62,7 @@ export async function main(argv: string[]): Promise<void> {
 
   const report = (done: number[]) => {
     const wall = (performance.now() - t0) / 1000;
-    const command = ['npm run experiment -- reuse', ...argv].join(' ');
+    const command = experimentCommand('reuse', args);
     const accOf = (k: string) => runs[k]!.map((r) => r.hard);
     const rows = VARIANTS.map((v) => {
       const c = cost[v.key]!;
@@ -80,9 +80,7 @@ export async function main(argv: string[]): Promise<void> {
     const md = [
       '# E5 — depth without parameters: reusing blocks on CIFAR-10',
       '',
-      `Command: \`${command}\`  `,
-      `Machine: ${machine()}; ${args.threads} libtorch thread(s)  `,
-      `Wall time: ${(wall / 60).toFixed(1)} min, ${done.length} of ${args.seeds.length} seed(s) finished: ${done.join(', ')}${q ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
+      ...resultsHeader('reuse', args, done, wall),
       '',
       `Protocol: CIFAR-10 (shared JPEG re-encoding, 32x32x3), ${limit.train} training images (10% held out for validation and the best epoch), ${limit.test} test images, ` +
         `${epochs} epochs for every variant (batch 64, Adam, lr ${DEFAULT_TRAIN.lr}; learned orders: order lr ${DEFAULT_TRAIN.orderLr}, random initial logits, straight-through selection, temperature ${DEFAULT_TRAIN.tauStart} → ${DEFAULT_TRAIN.tauMin}). ` +

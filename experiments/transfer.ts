@@ -20,7 +20,7 @@ import { CompNet, trainMultitask, transferTask, takePerClass, DEFAULT_TRAIN, typ
 import { subset } from '../src/data/dataset.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
-import { parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
 import { IDX, cifar10, loadIdxTask, loadTask, omniglotSmall1 } from './data.js';
 
 const MODES: { name: string; parts: TrainPart[] }[] = [
@@ -81,7 +81,7 @@ export async function main(argv: string[]): Promise<void> {
 
   const report = (done: number[]) => {
     const wall = (performance.now() - t0) / 1000;
-    const command = ['npm run experiment -- transfer', ...argv].join(' ');
+    const command = experimentCommand('transfer', args);
     const tasksOf = (r: Regime) => NEW_TASKS.filter((t) => rows[r][t][MODES[0]!.name]!.length > 0);
     /** Per seed: mean over the regime's tasks. */
     const avg = (r: Regime, m: string) => done.map((_, i) => mean(tasksOf(r).map((t) => rows[r][t][m]![i]!.acc)));
@@ -111,9 +111,7 @@ export async function main(argv: string[]): Promise<void> {
     const md = [
       '# E3 — transfer to new tasks over a pretrained pool',
       '',
-      `Command: \`${command}\`  `,
-      `Machine: ${machine()}; ${args.threads} libtorch thread(s)  `,
-      `Wall time: ${(wall / 60).toFixed(1)} min, ${done.length} of ${args.seeds.length} seed(s) finished: ${done.join(', ')}${q ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
+      ...resultsHeader('transfer', args, done, wall),
       '',
       `Protocol: pool of N = ${spec.blocks} inverted-residual blocks, L = ${spec.steps}, C = ${spec.channels}, inputs 32x32x3, pretrained jointly on MNIST, Fashion-MNIST 0–4 and CIFAR-10 0–4 ` +
         `(${preLimit.train} training images each, ${preEpochs} epochs, compnet's defaults). New tasks: Fashion-MNIST 5–9, CIFAR-10 5–9, USPS (${newLimit.train} training images at most, ${fullEpochs} epochs, batch 64) ` +

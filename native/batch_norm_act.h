@@ -12,6 +12,7 @@
 // vectorises (function clones for AVX-512, AVX2 and baseline x86-64, picked at load time).
 #pragma once
 
+#include <type_traits>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -101,27 +102,26 @@ COMPNET_CLONES void gradInputRowsF(const float* g, const float* x, int64_t rows,
                                    const float* k2, const float* k3, float* dx) {
   gradInputRows(g, x, rows, C, a, b, lo, hi, k1, k2, k3, dx);
 }
-inline void statsRowsT(const float* x, int64_t rows, int64_t C, double* sum, double* sq) { statsRowsF(x, rows, C, sum, sq); }
-inline void statsRowsT(const double* x, int64_t rows, int64_t C, double* sum, double* sq) { statsRows(x, rows, C, sum, sq); }
-inline void normRowsT(const float* x, int64_t rows, int64_t C, const float* a, const float* b, float lo, float hi, float* y) { normRowsF(x, rows, C, a, b, lo, hi, y); }
-inline void normRowsT(const double* x, int64_t rows, int64_t C, const double* a, const double* b, double lo, double hi, double* y) {
-  normRows(x, rows, C, a, b, lo, hi, y);
+// Typed entry points for the dispatch below: float takes the ISA clones, double the templates.
+template <typename T>
+inline void statsRowsT(const T* x, int64_t rows, int64_t C, double* sum, double* sq) {
+  if constexpr (std::is_same_v<T, float>) statsRowsF(x, rows, C, sum, sq);
+  else statsRows(x, rows, C, sum, sq);
 }
-inline void gradStatsRowsT(const float* g, const float* x, int64_t rows, int64_t C, const float* a, const float* b, const float* mean, float lo, float hi, float* sg,
-                           float* sgx) {
-  gradStatsRowsF(g, x, rows, C, a, b, mean, lo, hi, sg, sgx);
+template <typename T>
+inline void normRowsT(const T* x, int64_t rows, int64_t C, const T* a, const T* b, T lo, T hi, T* y) {
+  if constexpr (std::is_same_v<T, float>) normRowsF(x, rows, C, a, b, lo, hi, y);
+  else normRows(x, rows, C, a, b, lo, hi, y);
 }
-inline void gradStatsRowsT(const double* g, const double* x, int64_t rows, int64_t C, const double* a, const double* b, const double* mean, double lo, double hi,
-                           double* sg, double* sgx) {
-  gradStatsRows(g, x, rows, C, a, b, mean, lo, hi, sg, sgx);
+template <typename T>
+inline void gradStatsRowsT(const T* g, const T* x, int64_t rows, int64_t C, const T* a, const T* b, const T* mean, T lo, T hi, T* sg, T* sgx) {
+  if constexpr (std::is_same_v<T, float>) gradStatsRowsF(g, x, rows, C, a, b, mean, lo, hi, sg, sgx);
+  else gradStatsRows(g, x, rows, C, a, b, mean, lo, hi, sg, sgx);
 }
-inline void gradInputRowsT(const float* g, const float* x, int64_t rows, int64_t C, const float* a, const float* b, float lo, float hi, const float* k1,
-                           const float* k2, const float* k3, float* dx) {
-  gradInputRowsF(g, x, rows, C, a, b, lo, hi, k1, k2, k3, dx);
-}
-inline void gradInputRowsT(const double* g, const double* x, int64_t rows, int64_t C, const double* a, const double* b, double lo, double hi, const double* k1,
-                           const double* k2, const double* k3, double* dx) {
-  gradInputRows(g, x, rows, C, a, b, lo, hi, k1, k2, k3, dx);
+template <typename T>
+inline void gradInputRowsT(const T* g, const T* x, int64_t rows, int64_t C, const T* a, const T* b, T lo, T hi, const T* k1, const T* k2, const T* k3, T* dx) {
+  if constexpr (std::is_same_v<T, float>) gradInputRowsF(g, x, rows, C, a, b, lo, hi, k1, k2, k3, dx);
+  else gradInputRows(g, x, rows, C, a, b, lo, hi, k1, k2, k3, dx);
 }
 
 #pragma GCC pop_options

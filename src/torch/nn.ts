@@ -33,15 +33,17 @@ export interface BatchNormArgs {
   eps?: number;
 }
 
+/** The tensors of a batch norm (for lifetime checks) and their native handles, absent ones as null. */
+function normOperands(x: Tensor, a: Omit<BatchNormArgs, 'training'>): { ins: Tensor[]; handles: (number | null)[] } {
+  const opt = [a.weight, a.bias, a.runningMean, a.runningVar];
+  return { ins: [x, ...opt.filter((t): t is Tensor => !!t)], handles: [x.handle, ...opt.map((t) => t?.handle ?? null)] };
+}
+
 /** Batch normalisation over the channel dimension (dim 1). Running stats are updated in place. */
 export function batchNorm(x: Tensor, a: BatchNormArgs): Tensor {
-  const ins = [x, a.weight, a.bias, a.runningMean, a.runningVar].filter((t): t is Tensor => !!t);
+  const { ins, handles } = normOperands(x, a);
   return runOp('batchNorm', ins, [
-    x.handle,
-    a.weight?.handle ?? null,
-    a.bias?.handle ?? null,
-    a.runningMean?.handle ?? null,
-    a.runningVar?.handle ?? null,
+    ...handles,
     a.training,
     a.momentum ?? 0.1,
     a.eps ?? BN_EPS,
@@ -55,13 +57,9 @@ export function batchNorm(x: Tensor, a: BatchNormArgs): Tensor {
  * channels-last 4-D or contiguous 2-D, float32 or float64.
  */
 export function batchNormClamp(x: Tensor, a: Omit<BatchNormArgs, 'training'> & { min: number; max: number }): Tensor {
-  const ins = [x, a.weight, a.bias, a.runningMean, a.runningVar].filter((t): t is Tensor => !!t);
+  const { ins, handles } = normOperands(x, a);
   return runOp('batchNormClamp', ins, [
-    x.handle,
-    a.weight?.handle ?? null,
-    a.bias?.handle ?? null,
-    a.runningMean?.handle ?? null,
-    a.runningVar?.handle ?? null,
+    ...handles,
     a.momentum ?? 0.1,
     a.eps ?? BN_EPS,
     a.min,
