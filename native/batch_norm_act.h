@@ -7,13 +7,16 @@
 // backward passes, so the clamp's own forward and backward sweeps disappear (BENCHMARKS.md item 5).
 //
 // Layout: a channels-last [N, C, H, W] tensor (or a contiguous [M, C] one) is M = N·H·W rows of C
-// contiguous channels. Rows are split over threads with at::parallel_for; each thread reduces
+// contiguous channels. Rows are split over threads with at::parallel_for (libtorch's OpenMP pool:
+// the binding is built with -fopenmp, without which parallel_for runs serially); each thread reduces
 // into its own per-channel accumulators, and the inner loops over C are plain loops that GCC
 // vectorises (function clones for AVX-512, AVX2 and baseline x86-64, picked at load time).
 #pragma once
 
 #include <type_traits>
 #include <torch/torch.h>
+
+#include "kernel_support.h"
 
 #include <algorithm>
 #include <cmath>
@@ -23,12 +26,8 @@
 
 namespace compnet {
 
-// The binding builds at -O2, whose cheap vectoriser skips loops of runtime length: the kernels
-// ask for -O3's.
 #pragma GCC push_options
 #pragma GCC optimize("O3")
-#define COMPNET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#define COMPNET_INLINE __attribute__((always_inline)) inline
 
 // One pass for both moments: sum[c] += x, sq[c] += x², in double (var = E[x²] − mean² then loses
 // nothing that matters unless |mean| / std exceeds about 1e4).

@@ -69,12 +69,11 @@ export class CompNet {
   readonly evalPlans = new EvalPlans();
   /**
    * Which batch norms of training-mode passes run as the fused native op (BENCHMARKS.md,
-   * "Changes applied", item 5); the unfused ops give the same results up to float rounding.
-   * Off by default: measured on the 2-core machine, the fused op makes a training step 0.86x as
-   * long with 1 libtorch thread but 1.24x as long with 2 (the default), so turn it on ('all')
-   * only for single-threaded training.
+   * "Changes applied", items 5 and 6); the unfused ops give the same results up to float
+   * rounding. `'all'` by default: it makes a training step of the reference network about 0.9x as
+   * long with 1 or 2 libtorch threads.
    */
-  fusedBatchNorm: FusedBatchNorm = 'off';
+  fusedBatchNorm: FusedBatchNorm = 'all';
   /** Batch-norm inputs with fewer elements run unfused (see `FUSED_MIN_ELEMENTS`). */
   fusedBatchNormMinElements = FUSED_MIN_ELEMENTS;
 
