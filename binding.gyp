@@ -13,7 +13,7 @@
       ],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-frtti", "-fexceptions", "-O2", "-fopenmp", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
+      "cflags_cc": ["-std=c++17", "-frtti", "-fexceptions", "-O2", "-fopenmp", "-Wno-unused-parameter", "-Wno-deprecated-declarations", "-Wno-psabi"],
       "defines": ["NAPI_CPP_EXCEPTIONS", "NAPI_VERSION=8", "_GLIBCXX_USE_CXX11_ABI=<!(node -p \"process.env.COMPNET_TORCH_CXX11_ABI\")"]
     }
   ]

@@ -607,7 +607,7 @@ function fused(): void {
   const steps = intArg(args, 'steps', 7);
   const m = model(spec(), { order: IDENTITY });
   const { x, y } = fixedBatch();
-  const settings = ['off', 'relu6', 'all'] as const;
+  const settings = ['off', 'relu6', 'all', 'block'] as const;
   const times = interleaved(
     settings.map((f) => ({ name: f, step: () => ((m.net.fusedBatchNorm = f), trainStep(m, x, y, 'hard')) })),
     rounds,

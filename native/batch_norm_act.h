@@ -131,10 +131,10 @@ constexpr int64_t kGrain = 256;
 // Per-channel sums over rows of `body(begin, rows, acc)` (accumulating in T per thread), merged
 // over threads in double.
 template <typename T, typename Body>
-std::vector<double> reduceRows(int64_t M, int64_t C, int outputs, const Body& body) {
+std::vector<double> reduceRows(int64_t M, int64_t C, int outputs, const Body& body, int64_t grain = kGrain) {
   const int threads = at::get_num_threads();
   std::vector<T> partial(static_cast<size_t>(threads) * outputs * C, T(0));
-  at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, M, grain, [&](int64_t begin, int64_t end) {
     T* acc = partial.data() + static_cast<size_t>(at::get_thread_num()) * outputs * C;
     body(begin, end - begin, acc);
   });
@@ -156,58 +156,128 @@ inline int64_t rowsOf(const at::Tensor& x, const char* op) {
   return x.numel() / x.size(1);
 }
 
+// Batch statistics of one batch norm and what its passes need, per channel.
+template <typename T>
+struct BnForward {
+  at::Tensor mean, invstd;   // saved for backward
+  std::vector<T> a, shift;   // y = x·a + shift
+  std::vector<T> unbiased;   // for the running variance
+};
+
+// From the moments Σx, Σx² over M rows (moments[c], moments[C + c]): mean, 1/√(var + eps) and
+// the affine form of the normalisation. weight/bias may be empty (1 and 0).
+template <typename T>
+BnForward<T> bnForward(const std::vector<double>& moments, int64_t M, int64_t C, double eps, const at::Tensor& weight, const at::Tensor& bias,
+                       const at::TensorOptions& opts) {
+  BnForward<T> f{at::empty({C}, opts), at::empty({C}, opts), std::vector<T>(C), std::vector<T>(C), std::vector<T>(C)};
+  auto* mp = f.mean.template data_ptr<T>();
+  auto* ip = f.invstd.template data_ptr<T>();
+  const auto wc = weight.contiguous();
+  const auto bc = bias.contiguous();
+  const T* wp = wc.numel() ? wc.template data_ptr<T>() : nullptr;
+  const T* bp = bc.numel() ? bc.template data_ptr<T>() : nullptr;
+  for (int64_t c = 0; c < C; ++c) {
+    const double mu = moments[c] / M;
+    const double ss = std::max(0.0, moments[C + c] - mu * moments[c]);  // Σ(x − μ)²
+    mp[c] = static_cast<T>(mu);
+    ip[c] = static_cast<T>(1.0 / std::sqrt(ss / M + eps));
+    f.a[c] = (wp ? wp[c] : T(1)) * ip[c];
+    f.shift[c] = (bp ? bp[c] : T(0)) - mp[c] * f.a[c];
+    f.unbiased[c] = static_cast<T>(ss / (M - 1));
+  }
+  return f;
+}
+
+// running ← (1 − momentum)·running + momentum·batch, as ATen does (unbiased variance).
+template <typename T>
+void bnUpdateRunning(const at::Tensor& runningMean, const at::Tensor& runningVar, const BnForward<T>& f, double momentum) {
+  if (!runningMean.numel() || !runningVar.numel()) return;
+  at::NoGradGuard ng;
+  const auto C = static_cast<int64_t>(f.unbiased.size());
+  auto unbiased = at::empty({C}, f.mean.options());
+  std::copy(f.unbiased.begin(), f.unbiased.end(), unbiased.template data_ptr<T>());
+  runningMean.mul_(1 - momentum).add_(f.mean, momentum);
+  runningVar.mul_(1 - momentum).add_(unbiased, momentum);
+}
+
+// The affine form y = x·a + shift again, from saved mean and invstd (backward recomputes masks).
+template <typename T>
+void bnAffine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean, const at::Tensor& invstd, std::vector<T>& a, std::vector<T>& shift) {
+  const int64_t C = mean.numel();
+  const auto wc = weight.contiguous();
+  const auto bc = bias.contiguous();
+  const T* wp = wc.numel() ? wc.template data_ptr<T>() : nullptr;
+  const T* bp = bc.numel() ? bc.template data_ptr<T>() : nullptr;
+  const T* mp = mean.template data_ptr<T>();
+  const T* ip = invstd.template data_ptr<T>();
+  a.resize(C);
+  shift.resize(C);
+  for (int64_t c = 0; c < C; ++c) {
+    a[c] = (wp ? wp[c] : T(1)) * ip[c];
+    shift[c] = (bp ? bp[c] : T(0)) - mp[c] * a[c];
+  }
+}
+
+// Batch norm's backward from the sums sg = Σg, sgx = Σg·(x − μ) over M rows (g already masked by
+// the activation): dweight, dbias, and dx = g·k1 + x·k2 + k3, i.e.
+// dx = γ·invstd·(g − sg/M − (x−μ)·invstd²·sgx/M).
+template <typename T>
+struct BnBackward {
+  at::Tensor dweight, dbias;
+  std::vector<T> k1, k2, k3;
+};
+template <typename T>
+BnBackward<T> bnBackward(const double* sg, const double* sgx, int64_t M, const at::Tensor& weight, const at::Tensor& mean, const at::Tensor& invstd) {
+  const int64_t C = mean.numel();
+  BnBackward<T> b{at::empty({C}, mean.options()), at::empty({C}, mean.options()), std::vector<T>(C), std::vector<T>(C), std::vector<T>(C)};
+  const auto wc = weight.contiguous();
+  const T* wp = wc.numel() ? wc.template data_ptr<T>() : nullptr;
+  const T* mp = mean.template data_ptr<T>();
+  const T* ip = invstd.template data_ptr<T>();
+  auto* dwp = b.dweight.template data_ptr<T>();
+  auto* dbp = b.dbias.template data_ptr<T>();
+  for (int64_t c = 0; c < C; ++c) {
+    const double w = wp ? wp[c] : 1.0, is = ip[c];
+    dwp[c] = static_cast<T>(sgx[c] * is);
+    dbp[c] = static_cast<T>(sg[c]);
+    const double kx = -w * is * is * is * sgx[c] / M;
+    b.k1[c] = static_cast<T>(w * is);
+    b.k2[c] = static_cast<T>(kx);
+    b.k3[c] = static_cast<T>(-w * is * sg[c] / M - kx * mp[c]);
+  }
+  return b;
+}
+
+// A per-channel tensor argument: empty, or C values of x's dtype; else an error naming the op.
+inline void checkPerChannel(const at::Tensor& t, const at::Tensor& x, int64_t C, const char* op) {
+  if (t.numel() != 0 && (t.numel() != C || t.scalar_type() != x.scalar_type())) {
+    std::ostringstream s;
+    s << op << ": per-channel tensor " << t.sizes() << " " << t.scalar_type() << " does not match input " << x.sizes() << " " << x.scalar_type();
+    throw std::invalid_argument(s.str());
+  }
+}
+
 struct BatchNormClamp : public torch::autograd::Function<BatchNormClamp> {
   // lo/hi: clamp bounds (±infinity for plain batch norm). Absent tensors are empty.
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                             const at::Tensor& runningMean, const at::Tensor& runningVar, double momentum, double eps, double lo, double hi) {
     const int64_t C = x.size(1);
     const int64_t M = rowsOf(x, "batchNormClamp");
-    for (const auto* t : {&weight, &bias, &runningMean, &runningVar})
-      if (t->numel() != 0 && (t->numel() != C || t->scalar_type() != x.scalar_type())) {
-        std::ostringstream s;
-        s << "batchNormClamp: per-channel tensor " << t->sizes() << " " << t->scalar_type() << " does not match input " << x.sizes() << " " << x.scalar_type();
-        throw std::invalid_argument(s.str());
-      }
+    for (const auto* t : {&weight, &bias, &runningMean, &runningVar}) checkPerChannel(*t, x, C, "batchNormClamp");
     if (M < 2) throw std::invalid_argument("batchNormClamp: training mode needs more than one value per channel");
-    auto xc = x;  // already in row layout (checked)
     auto y = at::empty_like(x);
-    auto mean = at::empty({C}, x.options());
-    auto invstd = at::empty({C}, x.options());
+    at::Tensor mean, invstd;
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batchNormClamp", [&] {
-      const scalar_t* xp = xc.data_ptr<scalar_t>();
+      const scalar_t* xp = x.data_ptr<scalar_t>();
       auto moments = reduceRows<double>(M, C, 2, [&](int64_t b, int64_t n, double* acc) { statsRowsT(xp + b * C, n, C, acc, acc + C); });
-      auto* mp = mean.data_ptr<scalar_t>();
-      std::vector<double> sq(C);
-      for (int64_t c = 0; c < C; ++c) {
-        const double mu = moments[c] / M;
-        mp[c] = static_cast<scalar_t>(mu);
-        sq[c] = std::max(0.0, moments[C + c] - mu * moments[c]);  // Σ(x − μ)²
-      }
-      auto* ip = invstd.data_ptr<scalar_t>();
-      std::vector<scalar_t> a(C), sh(C);
-      const auto wc = weight.contiguous();
-      const auto bc = bias.contiguous();
-      const auto* wp = wc.numel() ? wc.data_ptr<scalar_t>() : nullptr;
-      const auto* bp = bc.numel() ? bc.data_ptr<scalar_t>() : nullptr;
-      for (int64_t c = 0; c < C; ++c) {
-        const double var = sq[c] / M;
-        ip[c] = static_cast<scalar_t>(1.0 / std::sqrt(var + eps));
-        a[c] = (wp ? wp[c] : scalar_t(1)) * ip[c];
-        sh[c] = (bp ? bp[c] : scalar_t(0)) - mp[c] * a[c];
-        sq[c] = var * M / (M - 1);  // unbiased, for the running variance
-      }
+      auto f = bnForward<scalar_t>(moments, M, C, eps, weight, bias, x.options());
       scalar_t* yp = y.data_ptr<scalar_t>();
       at::parallel_for(0, M, kGrain, [&](int64_t b, int64_t e) {
-        normRowsT(xp + b * C, e - b, C, a.data(), sh.data(), static_cast<scalar_t>(lo), static_cast<scalar_t>(hi), yp + b * C);
+        normRowsT(xp + b * C, e - b, C, f.a.data(), f.shift.data(), static_cast<scalar_t>(lo), static_cast<scalar_t>(hi), yp + b * C);
       });
-      if (runningMean.numel() && runningVar.numel()) {
-        at::NoGradGuard ng;
-        auto unbiased = at::empty({C}, x.options());
-        auto* up = unbiased.data_ptr<scalar_t>();
-        for (int64_t c = 0; c < C; ++c) up[c] = static_cast<scalar_t>(sq[c]);
-        runningMean.mul_(1 - momentum).add_(mean, momentum);
-        runningVar.mul_(1 - momentum).add_(unbiased, momentum);
-      }
+      bnUpdateRunning(runningMean, runningVar, f, momentum);
+      mean = f.mean;
+      invstd = f.invstd;
     });
     ctx->save_for_backward({x, weight, bias, mean, invstd});
     ctx->saved_data["lo"] = lo;
@@ -228,42 +298,23 @@ struct BatchNormClamp : public torch::autograd::Function<BatchNormClamp> {
     const int64_t M = x.numel() / C;
     auto g = x.dim() == 4 ? grads[0].contiguous(at::MemoryFormat::ChannelsLast) : grads[0].contiguous();
     auto dx = at::empty_like(x);
-    auto dw = at::empty({C}, x.options());
-    auto db = at::empty({C}, x.options());
+    at::Tensor dw, db;
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batchNormClampBackward", [&] {
       const scalar_t* xp = x.data_ptr<scalar_t>();
       const scalar_t* gp = g.data_ptr<scalar_t>();
       const scalar_t* mp = mean.data_ptr<scalar_t>();
-      const scalar_t* ip = invstd.data_ptr<scalar_t>();
-      const auto wc = weight.contiguous();
-      const auto bc = bias.contiguous();
-      const auto* wp = wc.numel() ? wc.data_ptr<scalar_t>() : nullptr;
-      const auto* bp = bc.numel() ? bc.data_ptr<scalar_t>() : nullptr;
-      std::vector<scalar_t> a(C), sh(C);
-      for (int64_t c = 0; c < C; ++c) {
-        a[c] = (wp ? wp[c] : scalar_t(1)) * ip[c];
-        sh[c] = (bp ? bp[c] : scalar_t(0)) - mp[c] * a[c];
-      }
+      std::vector<scalar_t> a, sh;
+      bnAffine(weight, bias, mean, invstd, a, sh);
       const auto slo = static_cast<scalar_t>(lo), shi = static_cast<scalar_t>(hi);
       auto sums = reduceRows<scalar_t>(M, C, 2, [&](int64_t b, int64_t n, scalar_t* acc) {
         gradStatsRowsT(gp + b * C, xp + b * C, n, C, a.data(), sh.data(), mp, slo, shi, acc, acc + C);
       });
-      // dx = γ·invstd·(g·m − Σg·m/M − (x−μ)·invstd²·Σg·m·(x−μ)/M)
-      std::vector<scalar_t> k1(C), k2(C), k3(C);
-      auto* dwp = dw.data_ptr<scalar_t>();
-      auto* dbp = db.data_ptr<scalar_t>();
-      for (int64_t c = 0; c < C; ++c) {
-        const double w = wp ? wp[c] : 1.0, is = ip[c], sg = sums[c], sgx = sums[C + c];
-        dwp[c] = static_cast<scalar_t>(sgx * is);
-        dbp[c] = static_cast<scalar_t>(sg);
-        const double kx = -w * is * is * is * sgx / M;
-        k1[c] = static_cast<scalar_t>(w * is);
-        k2[c] = static_cast<scalar_t>(kx);
-        k3[c] = static_cast<scalar_t>(-w * is * sg / M - kx * mp[c]);
-      }
+      auto k = bnBackward<scalar_t>(sums.data(), sums.data() + C, M, weight, mean, invstd);
+      dw = k.dweight;
+      db = k.dbias;
       scalar_t* dp = dx.data_ptr<scalar_t>();
       at::parallel_for(0, M, kGrain, [&](int64_t b, int64_t e) {
-        gradInputRowsT(gp + b * C, xp + b * C, e - b, C, a.data(), sh.data(), slo, shi, k1.data(), k2.data(), k3.data(), dp + b * C);
+        gradInputRowsT(gp + b * C, xp + b * C, e - b, C, a.data(), sh.data(), slo, shi, k.k1.data(), k.k2.data(), k.k3.data(), dp + b * C);
       });
     });
     return {dx, weight.numel() ? dw : at::Tensor(), bias.numel() ? db : at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};

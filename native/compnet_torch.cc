@@ -14,6 +14,7 @@
 #include <torch/version.h>
 
 #include "batch_norm_act.h"
+#include "inverted_middle.h"
 
 #include <memory>
 #include <sstream>
@@ -424,6 +425,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT(batchNormClamp, {
     return handle(info.Env(), compnet::batchNormClamp(tensorArg(info, 0), optTensorArg(info, 1), optTensorArg(info, 2), optTensorArg(info, 3),
                                                       optTensorArg(info, 4), numArg(info, 5), numArg(info, 6), numArg(info, 7), numArg(info, 8)));
+  });
+  // relu6(bn2(depthwise3x3(relu6(bn1(h1))))) in training mode as one op (see inverted_middle.h).
+  EXPORT(invertedMiddle, {
+    return handle(info.Env(), compnet::invertedMiddle(tensorArg(info, 0), tensorArg(info, 1), tensorArg(info, 2), tensorArg(info, 3), tensorArg(info, 4),
+                                                      tensorArg(info, 5), tensorArg(info, 6), tensorArg(info, 7), tensorArg(info, 8), tensorArg(info, 9),
+                                                      numArg(info, 10), numArg(info, 11)));
   });
   EXPORT(crossEntropy, {
     return handle(info.Env(), at::cross_entropy_loss(tensorArg(info, 0), tensorArg(info, 1)));

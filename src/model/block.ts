@@ -3,7 +3,7 @@
  * Every block of the pool has exactly these slots (the network is isometric), so a block's
  * weights can be mixed, reordered and reused freely.
  */
-import { Tensor, conv2d, batchNormClamp } from '../torch/index.js';
+import { Tensor, conv2d, batchNormClamp, invertedMiddle, invertedMiddleApplies } from '../torch/index.js';
 import type { NormSite, StatsSet } from './patch.js';
 import type { Activation, ModelSpec } from './types.js';
 
@@ -50,8 +50,13 @@ export function activateFresh(bnOut: Tensor, a: Activation): Tensor {
   return y;
 }
 
-/** Which batch norms of a training-mode pass run as the fused native op (`batchNormClamp`). */
-export type FusedBatchNorm = 'off' | 'relu6' | 'all';
+/**
+ * Which batch norms of a training-mode pass run as fused native ops: `relu6`, those followed by
+ * ReLU6 (`batchNormClamp`); `all`, every one; `block`, as `all`, and the middle of an
+ * inverted-residual block (batch norm, ReLU6, 3x3 depthwise conv, batch norm, ReLU6) as one op
+ * (`invertedMiddle`) where it applies (float32, expanded width a multiple of 16).
+ */
+export type FusedBatchNorm = 'off' | 'relu6' | 'all' | 'block';
 
 /**
  * Smallest input (elements) the fused op takes: 2^18 float32 values = 1 MiB, Zen 4's L2 per core.
@@ -77,14 +82,31 @@ export interface NormOptions {
  * forward, two fewer backward.
  */
 export function normAct(site: NormSite, index: number[], h: Tensor, o: NormOptions, act: Activation | null): Tensor {
-  const fuse = o.training && (act === 'relu6' ? o.fused === 'relu6' || o.fused === 'all' : act === null && o.fused === 'all');
-  if (fuse && h.numel >= (o.fusedMinElements ?? FUSED_MIN_ELEMENTS) && h.isChannelsLast) {
-    const at = (t: Tensor): Tensor => index.reduce((v, i) => v.select(0, i), t);
+  const all = o.fused === 'all' || o.fused === 'block';
+  const fuse = o.training && (act === 'relu6' ? o.fused === 'relu6' || all : act === null && all);
+  if (fuse && fusable(h, o)) {
     const bounds = act ? { min: 0, max: 6 } : { min: -Infinity, max: Infinity };
-    return batchNormClamp(h, { weight: at(site.weight), bias: at(site.bias), runningMean: at(site.mean[o.stats]), runningVar: at(site.var[o.stats]), momentum: o.momentum ?? 0.1, ...bounds });
+    return batchNormClamp(h, { ...siteParams(site, index, o.stats), momentum: o.momentum ?? 0.1, ...bounds });
   }
   const y = site.apply(h, index, o);
   return act ? activateFresh(y, act) : y;
+}
+
+/** Large enough and channels-last: what every fused op needs of its input. */
+function fusable(h: Tensor, o: NormOptions): boolean {
+  return h.numel >= (o.fusedMinElements ?? FUSED_MIN_ELEMENTS) && h.isChannelsLast;
+}
+
+/** The batch-norm parameters and running statistics (set `stats`) of a site at `index`. */
+function siteParams(site: NormSite, index: number[], stats: StatsSet) {
+  const at = (t: Tensor): Tensor => index.reduce((v, i) => v.select(0, i), t);
+  return { weight: at(site.weight), bias: at(site.bias), runningMean: at(site.mean[stats]), runningVar: at(site.var[stats]) };
+}
+
+/** The batch norm of one slot: its site and the index into the site's leading dimensions. */
+export interface SlotNorm {
+  site: NormSite;
+  index: number[];
 }
 
 /**
@@ -101,22 +123,32 @@ export function consume(h: Tensor, next: Tensor, keepAlive?: Tensor): Tensor {
 }
 
 /**
- * The residual branch `f(x)` of one block: conv → BN → (act) per slot. `norm(i, h, act)` applies
- * the batch norm of slot `i` (the caller decides whose: it belongs to the task and step) and the
- * activation (or none) to the fresh conv output `h`, which it may consume (see `normAct`).
- * Intermediates are freed at their last use; `x` stays the caller's.
+ * The residual branch `f(x)` of one block: conv → BN → (act) per slot. `normOf(i)` says whose
+ * batch norm slot `i` uses (the caller decides: it belongs to the task and step). In training
+ * mode with `o.fused === 'block'`, an inverted block's BN → ReLU6 → depthwise 3x3 → BN → ReLU6
+ * runs as one native op where it applies. Intermediates are freed at their last use; `x` stays the
+ * caller's.
  */
-export function residualBranch(
-  x: Tensor,
-  slots: ConvSlot[],
-  weights: Tensor[],
-  norm: (slot: number, h: Tensor, act: Activation | null) => Tensor,
-  act: Activation,
-): Tensor {
+export function residualBranch(x: Tensor, slots: ConvSlot[], weights: Tensor[], normOf: (slot: number) => SlotNorm, o: NormOptions, act: Activation): Tensor {
   let h = x;
-  slots.forEach((s, i) => {
+  for (let i = 0; i < slots.length; i++) {
+    const s = slots[i]!;
     h = consume(h, conv2d(h, weights[i]!, { padding: s.padding, groups: s.groups }), x);
-    h = consume(h, norm(i, h, s.activate ? act : null), x);
-  });
+    const next = slots[i + 1];
+    if (next && o.training && o.fused === 'block' && act === 'relu6' && s.activate && isDepthwise3x3(next) && fusable(h, o) && invertedMiddleApplies(h, weights[i + 1]!)) {
+      const a = normOf(i);
+      const b = normOf(i + 1);
+      h = consume(h, invertedMiddle(h, siteParams(a.site, a.index, o.stats), weights[i + 1]!, siteParams(b.site, b.index, o.stats), o.momentum ?? 0.1), x);
+      i++;
+      continue;
+    }
+    const n = normOf(i);
+    h = consume(h, normAct(n.site, n.index, h, o, s.activate ? act : null), x);
+  }
   return h;
+}
+
+/** A depthwise 3x3 "same" convolution followed by batch norm and the activation. */
+function isDepthwise3x3(s: ConvSlot): boolean {
+  return s.activate && s.groups === s.bnWidth && s.shape[0] === s.bnWidth && s.shape[1] === 1 && s.shape[2] === 3 && s.shape[3] === 3 && s.padding === 1;
 }

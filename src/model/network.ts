@@ -69,11 +69,11 @@ export class CompNet {
   readonly evalPlans = new EvalPlans();
   /**
    * Which batch norms of training-mode passes run as the fused native op (BENCHMARKS.md,
-   * "Changes applied", items 5 and 6); the unfused ops give the same results up to float
-   * rounding. `'all'` by default: it makes a training step of the reference network about 0.9x as
-   * long with 1 or 2 libtorch threads.
+   * "Changes applied", items 5 to 7); the unfused ops give the same results up to float
+   * rounding. `'block'` (every fused op) by default: the fastest setting measured with 1 and 2
+   * libtorch threads.
    */
-  fusedBatchNorm: FusedBatchNorm = 'all';
+  fusedBatchNorm: FusedBatchNorm = 'block';
   /** Batch-norm inputs with fewer elements run unfused (see `FUSED_MIN_ELEMENTS`). */
   fusedBatchNormMinElements = FUSED_MIN_ELEMENTS;
 
@@ -241,7 +241,7 @@ export class CompNet {
       seq.forEach((b, l) => {
         const idx = spec.mixing === 'output' ? [l, b] : [l];
         const weights = this.pool.block(b);
-        const f = residualBranch(h, slots, weights, (i, v, a) => normAct(task.patch.steps[i]!, idx, v, norm, a), spec.activation);
+        const f = residualBranch(h, slots, weights, (i) => ({ site: task.patch.steps[i]!, index: idx }), norm, spec.activation);
         weights.forEach((w) => w.dispose());
         h = consume(h, h.add(f));
         f.dispose();
@@ -250,7 +250,7 @@ export class CompNet {
       const w = this.mixingWeights(taskName, mode, o.tau ?? 1);
       const mixed = this.pool.mix(w);
       for (let l = 0; l < spec.steps; l++) {
-        const f = residualBranch(h, slots, mixed.map((m) => m.select(0, l)), (i, v, a) => normAct(task.patch.steps[i]!, [l], v, norm, a), spec.activation);
+        const f = residualBranch(h, slots, mixed.map((m) => m.select(0, l)), (i) => ({ site: task.patch.steps[i]!, index: [l] }), norm, spec.activation);
         h = consume(h, h.add(f));
         f.dispose();
       }
@@ -259,7 +259,7 @@ export class CompNet {
       for (let l = 0; l < spec.steps; l++) {
         let acc: Tensor | undefined;
         for (let b = 0; b < spec.blocks; b++) {
-          const f = residualBranch(h, slots, this.pool.block(b), (i, v, a) => normAct(task.patch.steps[i]!, [l, b], v, norm, a), spec.activation);
+          const f = residualBranch(h, slots, this.pool.block(b), (i) => ({ site: task.patch.steps[i]!, index: [l, b] }), norm, spec.activation);
           const term = consume(f, f.mul(w.select(0, l).select(0, b)));
           acc = acc ? consume(acc, acc.add(term)) : term;
           if (acc !== term) term.dispose();

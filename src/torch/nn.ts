@@ -67,6 +67,36 @@ export function batchNormClamp(x: Tensor, a: Omit<BatchNormArgs, 'training'> & {
   ]);
 }
 
+/** A training-mode batch norm's parameters and running statistics (all present). */
+export interface BatchNormParams {
+  weight: Tensor;
+  bias: Tensor;
+  runningMean: Tensor;
+  runningVar: Tensor;
+}
+
+/**
+ * `relu6(bn2(depthwise3x3(relu6(bn1(h1)))))`, the middle of an inverted-residual block, in
+ * training mode (batch statistics; the running ones are updated as `batchNorm` does) as one native
+ * op with its own backward (native/inverted_middle.h): about two thirds of the unfused ops' passes
+ * over memory. `h1` must be float32 channels-last `[N, E, H, W]` with E a multiple of 16 (see
+ * `invertedMiddleApplies`), `dw` `[E, 1, 3, 3]`; zero padding, stride 1.
+ */
+export function invertedMiddle(h1: Tensor, bn1: BatchNormParams, dw: Tensor, bn2: BatchNormParams, momentum = 0.1, eps = BN_EPS): Tensor {
+  const bn = (p: BatchNormParams) => [p.weight, p.bias, p.runningMean, p.runningVar];
+  const ins = [h1, ...bn(bn1), dw, ...bn(bn2)];
+  return runOp('invertedMiddle', ins, [...ins.map((t) => t.handle), momentum, eps]);
+}
+
+/** Whether `invertedMiddle` takes this input and depthwise weight. */
+export function invertedMiddleApplies(h1: Tensor, dw: Tensor): boolean {
+  const [n, e, h, w] = h1.shape;
+  return (
+    h1.shape.length === 4 && h1.dtype === 'float32' && h1.isChannelsLast && e! % 16 === 0 && n! * h! * w! > 1 &&
+    dw.dtype === 'float32' && dw.shape.join() === [e, 1, 3, 3].join()
+  );
+}
+
 /** `x @ w^T + b`. */
 export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   return runOp('linear', b ? [x, w, b] : [x, w], [x.handle, w.handle, b?.handle ?? null]);
