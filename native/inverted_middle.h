@@ -5,13 +5,17 @@
 // for a channels-last float32 h1 [N, E, H, W] (E a multiple of 16), batch statistics, zero padding.
 //
 // Why: these five ops sweep the block's largest tensors (64·256·16·16 floats = 16 MiB in the
-// reference network) about 21 times per training step, more than the L3 cache holds, and the
-// convolutions around them are already near the machine's GEMM speed. Fused, the depthwise
-// convolution reads h1 and applies bn1 + ReLU6 as it loads; bn2's statistics are summed as its
-// output is written; in backward, bn2's input gradient, the depthwise convolution's input and
-// weight gradients and bn1's reductions are one pass over rows with a three-row ring buffer.
-// That is 14 sweeps instead of 21, and the tensors relu6(bn1(h1)) and the gradients between the
-// ops are never stored (BENCHMARKS.md, "Changes applied", item 7).
+// reference network, more than the L2 and half the L3 cache) about 21 times per training step,
+// and they are memory-bound, while the convolutions around them already run near the machine's
+// GEMM speed. Fused, they take 14 sweeps, and the tensors relu6(bn1(h1)) and the gradients
+// between the ops are never stored (BENCHMARKS.md, "Changes applied", item 7):
+//   forward:  bn1's moments (read h1); per image, rows of a1 = relu6(bn1(h1)) into a ring of three
+//             padded rows, the depthwise convolution of each row → h2, bn2's moments summed from
+//             registers (read h1, write h2); bn2 + ReLU6 (read h2, write a2);
+//   backward: bn2's reductions (read g, h2); per image, a1 and bn2's input gradient dh2 row by row
+//             into rings, the depthwise weight gradient, its input gradient masked by ReLU6 → gm,
+//             and bn1's reductions (read g, h2, h1, write gm); bn1's input gradient (read gm, h1,
+//             write dh1).
 //
 // The 3x3 convolution is register-blocked: 16 channels (one AVX-512 vector; GCC splits it on
 // narrower ISAs) by kTile outputs of a row stay in registers while each input vector is loaded
@@ -30,7 +34,8 @@
 namespace compnet {
 
 #pragma GCC push_options
-#pragma GCC optimize("O3")
+// -std=c++17 turns off GCC's contraction of a·b + c into FMA; these loops want it.
+#pragma GCC optimize("O3", "fp-contract=fast")
 
 typedef float V16 __attribute__((vector_size(64)));
 constexpr int64_t kTile = 8;
@@ -50,72 +55,81 @@ COMPNET_INLINE V16 act06(V16 v, V16 a, V16 b) {
   return v > six ? six : v;
 }
 
-// Outputs [ow0, ow0 + kTile) of one row, channels [c0, c0 + 16): acc[o] = Σ_{i,j} in_i[ow0+o+j-1]·w[3i+j],
-// where in_i is rows[i] (null: a zero row of padding). With kAct the inputs pass through act06 first.
-template <bool kAct>
-COMPNET_INLINE void tile3(const float* const* rows, int64_t W, int64_t C, int64_t ow0, int64_t c0, const V16* w, V16 A, V16 B, V16* acc) {
+// Rows here are padded: one zero pixel at each end (W + 2 pixels of C channels), so the 3x3
+// stencil needs no bounds checks.
+//
+// Outputs [ow0, ow0 + TW) of one row, channels [c0, c0 + 16): acc[o] = Σ_{i,j} in_i[ow0+o+j]·w[3i+j]
+// (padded indices), where in_i is rows[i] (null: a zero row of padding). TW is a constant, so the
+// loops unroll and acc stays in registers.
+template <int TW>
+COMPNET_INLINE void tile3(const float* const* rows, int64_t C, int64_t ow0, int64_t c0, const V16* w, float* out, V16& s, V16& s2) {
+  V16 acc[TW];
 #pragma GCC unroll 16
-  for (int64_t o = 0; o < kTile; ++o) acc[o] = V16{};
-  for (int64_t i = 0; i < 3; ++i) {
+  for (int o = 0; o < TW; ++o) acc[o] = V16{};
+#pragma GCC unroll 3
+  for (int i = 0; i < 3; ++i) {
     if (!rows[i]) continue;
-    const float* xr = rows[i] + c0;
+    const float* xr = rows[i] + ow0 * C + c0;
 #pragma GCC unroll 16
-    for (int64_t t = -1; t <= kTile; ++t) {
-      const int64_t iw = ow0 + t;
-      if (iw < 0 || iw >= W) continue;
-      V16 xv = load16(xr + iw * C);
-      if constexpr (kAct) xv = act06(xv, A, B);
-      // input column t feeds output t+1 (tap j = 0), t (j = 1) and t-1 (j = 2)
-      if (t + 1 >= 0 && t + 1 < kTile) acc[t + 1] += xv * w[i * 3];
-      if (t >= 0 && t < kTile) acc[t] += xv * w[i * 3 + 1];
-      if (t - 1 >= 0 && t - 1 < kTile) acc[t - 1] += xv * w[i * 3 + 2];
+    for (int t = 0; t < TW + 2; ++t) {
+      const V16 xv = load16(xr + t * C);
+      // padded input column t feeds output t (tap j = 0), t-1 (j = 1) and t-2 (j = 2)
+      if (t < TW) acc[t] += xv * w[i * 3];
+      if (t >= 1 && t - 1 < TW) acc[t - 1] += xv * w[i * 3 + 1];
+      if (t >= 2) acc[t - 2] += xv * w[i * 3 + 2];
     }
+  }
+#pragma GCC unroll 16
+  for (int o = 0; o < TW; ++o) {
+    store16(out + (ow0 + o) * C + c0, acc[o]);
+    s += acc[o];
+    s2 += acc[o] * acc[o];
   }
 }
 
-// One output row (W·C values) of the 3x3 depthwise convolution; taps are [9][C]. With kAct the
-// inputs are act06(·, a, b); with sum/sq non-null, Σout and Σout² per channel are added to them.
-template <bool kAct>
-COMPNET_INLINE void dwRow3(const float* const* rows, int64_t W, int64_t C, const float* taps, const float* a, const float* b, float* out, double* sum, double* sq) {
+// One output row (W·C values, unpadded) of the 3x3 depthwise convolution of padded rows[0..2];
+// taps are [9][C]. With sum/sq non-null, Σout and Σout² per channel are added to them (summed
+// from registers: reading the row back would wait for its stores' cache lines).
+COMPNET_INLINE void dwRow3(const float* const* rows, int64_t W, int64_t C, const float* taps, float* out, double* sum, double* sq) {
   for (int64_t c0 = 0; c0 < C; c0 += 16) {
     V16 w[9];
     for (int q = 0; q < 9; ++q) w[q] = load16(taps + q * C + c0);
-    const V16 A = kAct ? load16(a + c0) : V16{}, B = kAct ? load16(b + c0) : V16{};
     V16 s{}, s2{};
-    for (int64_t ow0 = 0; ow0 < W; ow0 += kTile) {
-      V16 acc[kTile];
-      tile3<kAct>(rows, W, C, ow0, c0, w, A, B, acc);
-      const int64_t n = std::min<int64_t>(kTile, W - ow0);
-#pragma GCC unroll 16
-      for (int64_t o = 0; o < kTile; ++o)
-        if (o < n) {
-          store16(out + (ow0 + o) * C + c0, acc[o]);
-          s += acc[o];
-          s2 += acc[o] * acc[o];
-        }
-    }
-    if (sum)
+    int64_t ow0 = 0;
+    for (; ow0 + kTile <= W; ow0 += kTile) tile3<kTile>(rows, C, ow0, c0, w, out, s, s2);
+    for (; ow0 < W; ++ow0) tile3<1>(rows, C, ow0, c0, w, out, s, s2);
+    if (sum) {
       for (int l = 0; l < 16; ++l) {
         sum[c0 + l] += s[l];
         sq[c0 + l] += s2[l];
       }
+    }
   }
 }
 
-// Weight gradient of one output row: acc[3i+j, c] += Σ_ow g[ow, c]·act06(rows[i][ow+j-1, c]).
-// acc is float (one image's rows at a time; the caller sums images in double).
-COMPNET_INLINE void dwWeightRow3(const float* g, const float* const* rows, int64_t W, int64_t C, const float* a, const float* b, float* acc) {
+// One row of relu6(bn1(h1)): a1 = clamp(h1·a + b, 0, 6) over n pixels of C channels.
+COMPNET_INLINE void actRow(const float* __restrict h1, int64_t n, int64_t C, const float* __restrict a, const float* __restrict b, float* __restrict a1) {
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = h1[r * C + c] * a[c] + b[c];
+      a1[r * C + c] = v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
+    }
+}
+
+// Weight gradient of one output row: acc[3i+j, c] += Σ_ow g[ow, c]·rows[i][ow+j, c] (rows padded;
+// acc is float: one image's rows at a time, the caller sums images in double).
+COMPNET_INLINE void dwWeightRow3(const float* g, const float* const* rows, int64_t W, int64_t C, float* acc) {
   for (int64_t c0 = 0; c0 < C; c0 += 16) {
-    const V16 A = load16(a + c0), B = load16(b + c0);
     V16 s[9];
     for (int q = 0; q < 9; ++q) s[q] = V16{};
-    for (int64_t i = 0; i < 3; ++i) {
+#pragma GCC unroll 3
+    for (int i = 0; i < 3; ++i) {
       if (!rows[i]) continue;
       const float* xr = rows[i] + c0;
-      // sliding window over the input row: left, centre, right of output ow
-      V16 left{}, centre = act06(load16(xr), A, B);
+      // sliding window over the padded input row: left, centre, right of output ow
+      V16 left = load16(xr), centre = load16(xr + C);
       for (int64_t ow = 0; ow < W; ++ow) {
-        const V16 right = ow + 1 < W ? act06(load16(xr + (ow + 1) * C), A, B) : V16{};
+        const V16 right = load16(xr + (ow + 2) * C);
         const V16 gv = load16(g + ow * C + c0);
         s[i * 3] += gv * left;
         s[i * 3 + 1] += gv * centre;
@@ -128,21 +142,22 @@ COMPNET_INLINE void dwWeightRow3(const float* g, const float* const* rows, int64
   }
 }
 
-// bn1's backward inputs for one row of n pixels: gm = da1 where 0 < h1·a + b < 6 (else 0),
-// written out; sg[c] += Σgm, sgx[c] += Σgm·(h1 − mean). The row's sums go through float scratch
-// (2·C values): GCC does not vectorise the loop with double accumulators.
-COMPNET_INLINE void maskRow(const float* __restrict da1, const float* __restrict h1, int64_t n, int64_t C, const float* __restrict a, const float* __restrict b,
+// bn1's backward inputs for one row of n pixels: gm = da1 where ReLU6 passed its input (0 < a1 < 6,
+// the same as 0 < bn1(h1) < 6), else 0, written out; sg[c] += Σgm, sgx[c] += Σgm·(h1 − mean).
+// The row's sums go through float scratch (2·C values): GCC does not vectorise the loop with
+// double accumulators.
+COMPNET_INLINE void maskRow(const float* __restrict da1, const float* __restrict a1, const float* __restrict h1, int64_t n, int64_t C,
                             const float* __restrict mean, float* __restrict gm, float* __restrict scratch, double* __restrict sg, double* __restrict sgx) {
   float* __restrict s1 = scratch;
   float* __restrict s2 = scratch + C;
   for (int64_t c = 0; c < C; ++c) s1[c] = s2[c] = 0.0f;
   for (int64_t r = 0; r < n; ++r)
     for (int64_t c = 0; c < C; ++c) {
-      const float x = h1[r * C + c], v = x * a[c] + b[c];
+      const float v = a1[r * C + c];
       const float g = (v > 0.0f && v < 6.0f) ? da1[r * C + c] : 0.0f;
       gm[r * C + c] = g;
       s1[c] += g;
-      s2[c] += g * (x - mean[c]);
+      s2[c] += g * (h1[r * C + c] - mean[c]);
     }
   for (int64_t c = 0; c < C; ++c) {
     sg[c] += s1[c];
@@ -150,29 +165,31 @@ COMPNET_INLINE void maskRow(const float* __restrict da1, const float* __restrict
   }
 }
 
-COMPNET_CLONES void dwRow3Act(const float* const* rows, int64_t W, int64_t C, const float* taps, const float* a, const float* b, float* out, double* sum, double* sq) {
-  dwRow3<true>(rows, W, C, taps, a, b, out, sum, sq);
+COMPNET_CLONES void dwRow3F(const float* const* rows, int64_t W, int64_t C, const float* taps, float* out, double* sum, double* sq) {
+  dwRow3(rows, W, C, taps, out, sum, sq);
 }
-COMPNET_CLONES void dwRow3Plain(const float* const* rows, int64_t W, int64_t C, const float* taps, float* out) {
-  dwRow3<false>(rows, W, C, taps, nullptr, nullptr, out, nullptr, nullptr);
-}
-COMPNET_CLONES void dwWeightRow3F(const float* g, const float* const* rows, int64_t W, int64_t C, const float* a, const float* b, float* acc) {
-  dwWeightRow3(g, rows, W, C, a, b, acc);
-}
-COMPNET_CLONES void maskRowF(const float* da1, const float* h1, int64_t n, int64_t C, const float* a, const float* b, const float* mean, float* gm, float* scratch,
-                             double* sg, double* sgx) {
-  maskRow(da1, h1, n, C, a, b, mean, gm, scratch, sg, sgx);
+COMPNET_CLONES void actRowF(const float* h1, int64_t n, int64_t C, const float* a, const float* b, float* a1) { actRow(h1, n, C, a, b, a1); }
+COMPNET_CLONES void dwWeightRow3F(const float* g, const float* const* rows, int64_t W, int64_t C, float* acc) { dwWeightRow3(g, rows, W, C, acc); }
+COMPNET_CLONES void maskRowF(const float* da1, const float* a1, const float* h1, int64_t n, int64_t C, const float* mean, float* gm, float* scratch, double* sg,
+                             double* sgx) {
+  maskRow(da1, a1, h1, n, C, mean, gm, scratch, sg, sgx);
 }
 
 #pragma GCC pop_options
 
-// The three input rows around output row oh of image img (null outside the image).
-inline void rowsAround(const float* img, int64_t H, int64_t rowLen, int64_t oh, const float* rows[3]) {
-  for (int64_t i = 0; i < 3; ++i) {
-    const int64_t ih = oh + i - 1;
-    rows[i] = ih >= 0 && ih < H ? img + ih * rowLen : nullptr;
+// Three padded rows of one image, kept while an image is swept row by row: row r lives in slot
+// r % 3; row(r) is its first pixel (the zero border), at(r) its first real pixel.
+struct RowRing {
+  std::vector<float> buf;  // zero-initialised: the borders stay zero
+  int64_t padLen, C, H;
+  RowRing(int64_t W, int64_t C, int64_t H) : buf(3 * (W + 2) * C, 0.0f), padLen((W + 2) * C), C(C), H(H) {}
+  float* row(int64_t r) { return buf.data() + (r % 3) * padLen; }
+  float* at(int64_t r) { return row(r) + C; }
+  // rows r-1, r, r+1 (null outside the image: zero padding)
+  void around(int64_t r, const float* rows[3]) {
+    for (int64_t i = 0; i < 3; ++i) rows[i] = r + i - 1 >= 0 && r + i - 1 < H ? row(r + i - 1) : nullptr;
   }
-}
+};
 
 // w [E, 1, 3, 3] → taps [9][E]; flipped: tap (i, j) takes w[2-i, 2-j] (the input gradient is the
 // same convolution with the kernel turned by 180°).
@@ -190,21 +207,28 @@ struct InvertedMiddle : public torch::autograd::Function<InvertedMiddle> {
     // bn1: statistics of h1
     auto m1 = reduceRows<double>(M, E, 2, [&](int64_t b, int64_t n, double* acc) { statsRowsT(xp + b * E, n, E, acc, acc + E); });
     auto f1 = bnForward<float>(m1, M, E, eps, weight1, bias1, h1.options());
-    // depthwise conv of relu6(bn1(h1)) → h2, with bn2's moments
+    // depthwise conv of a1 = relu6(bn1(h1)) → h2, with bn2's moments; per image, a1's rows are
+    // made once each into a ring of three
     auto h2 = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
     float* h2p = h2.data_ptr<float>();
     const auto taps = tapsOf(dw, false);
     const float* tp = taps.data_ptr<float>();
     auto m2 = reduceRows<double>(
-        N * H, E, 2,
+        N, E, 2,
         [&](int64_t b, int64_t n, double* acc) {
-          for (int64_t r = b; r < b + n; ++r) {
-            const float* rows[3];
-            rowsAround(xp + (r / H) * H * rowLen, H, rowLen, r % H, rows);
-            dwRow3Act(rows, W, E, tp, f1.a.data(), f1.shift.data(), h2p + r * rowLen, acc, acc + E);
+          RowRing a1(W, E, H);
+          for (int64_t img = b; img < b + n; ++img) {
+            const int64_t base = img * H * rowLen;
+            actRowF(xp + base, W, E, f1.a.data(), f1.shift.data(), a1.at(0));
+            for (int64_t oh = 0; oh < H; ++oh) {
+              if (oh + 1 < H) actRowF(xp + base + (oh + 1) * rowLen, W, E, f1.a.data(), f1.shift.data(), a1.at(oh + 1));
+              const float* rows[3];
+              a1.around(oh, rows);
+              dwRow3F(rows, W, E, tp, h2p + base + oh * rowLen, acc, acc + E);
+            }
           }
         },
-        4);
+        1);
     auto f2 = bnForward<float>(m2, M, E, eps, weight2, bias2, h1.options());
     auto a2 = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
     float* a2p = a2.data_ptr<float>();
@@ -222,16 +246,17 @@ struct InvertedMiddle : public torch::autograd::Function<InvertedMiddle> {
     const int64_t N = h1.size(0), E = h1.size(1), H = h1.size(2), W = h1.size(3), M = N * H * W, rowLen = W * E;
     auto g = grads[0].contiguous(at::MemoryFormat::ChannelsLast);
     const float *gp = g.data_ptr<float>(), *xp = h1.data_ptr<float>(), *h2p = h2.data_ptr<float>();
-    std::vector<float> a1, b1, a2, b2;
-    bnAffine(weight1, bias1, mean1, invstd1, a1, b1);
+    std::vector<float> a1v, b1v, a2, b2;
+    bnAffine(weight1, bias1, mean1, invstd1, a1v, b1v);
     bnAffine(weight2, bias2, mean2, invstd2, a2, b2);
     // bn2 (+ReLU6) backward: its reductions, then its input gradient dh2 on the fly below
     auto r2 = reduceRows<float>(M, E, 2, [&](int64_t b, int64_t n, float* acc) {
       gradStatsRowsT(gp + b * E, h2p + b * E, n, E, a2.data(), b2.data(), mean2.data_ptr<float>(), 0.0f, 6.0f, acc, acc + E);
     });
     auto k2 = bnBackward<float>(r2.data(), r2.data() + E, M, weight2, mean2, invstd2);
-    // One pass per image: dh2 rows into a ring of three, the depthwise weight gradient, the
-    // depthwise input gradient (bn1's output gradient) masked by ReLU6 → gm, and bn1's reductions.
+    // One pass per image, rows in order: a1 = relu6(bn1(h1)) and dh2 (bn2's input gradient) rows
+    // into rings of three; the depthwise weight gradient; the depthwise input gradient (bn1's output
+    // gradient) masked by ReLU6 → gm; bn1's reductions.
     auto gm = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
     float* gmp = gm.data_ptr<float>();
     const auto flipped = tapsOf(dw, true);
@@ -243,23 +268,24 @@ struct InvertedMiddle : public torch::autograd::Function<InvertedMiddle> {
           double* dwAcc = out;  // [9][E]
           double* sg1 = out + 9 * E;
           double* sgx1 = out + 10 * E;
-          std::vector<float> ring(3 * rowLen), da1(rowLen), scratch(2 * E), dwImg(9 * E);
+          RowRing a1(W, E, H), dh2(W, E, H);
+          std::vector<float> da1(rowLen), scratch(2 * E), dwImg(9 * E);
           for (int64_t img = b; img < b + n; ++img) {
-            std::fill(dwImg.begin(), dwImg.end(), 0.0f);
             const int64_t base = img * H * rowLen;
+            std::fill(dwImg.begin(), dwImg.end(), 0.0f);
+            const float* rows[3];
             auto finish = [&](int64_t ih) {
-              const float* rows[3] = {ih >= 1 ? ring.data() + ((ih - 1) % 3) * rowLen : nullptr, ring.data() + (ih % 3) * rowLen,
-                                      ih + 1 < H ? ring.data() + ((ih + 1) % 3) * rowLen : nullptr};
-              dwRow3Plain(rows, W, E, fp, da1.data());
-              maskRowF(da1.data(), xp + base + ih * rowLen, W, E, a1.data(), b1.data(), m1p, gmp + base + ih * rowLen, scratch.data(), sg1, sgx1);
+              dh2.around(ih, rows);
+              dwRow3F(rows, W, E, fp, da1.data(), nullptr, nullptr);
+              maskRowF(da1.data(), a1.at(ih), xp + base + ih * rowLen, W, E, m1p, gmp + base + ih * rowLen, scratch.data(), sg1, sgx1);
             };
+            actRowF(xp + base, W, E, a1v.data(), b1v.data(), a1.at(0));
             for (int64_t oh = 0; oh < H; ++oh) {
-              float* d = ring.data() + (oh % 3) * rowLen;
+              if (oh + 1 < H) actRowF(xp + base + (oh + 1) * rowLen, W, E, a1v.data(), b1v.data(), a1.at(oh + 1));
               const int64_t off = base + oh * rowLen;
-              gradInputRowsT(gp + off, h2p + off, W, E, a2.data(), b2.data(), 0.0f, 6.0f, k2.k1.data(), k2.k2.data(), k2.k3.data(), d);
-              const float* rows[3];
-              rowsAround(xp + base, H, rowLen, oh, rows);
-              dwWeightRow3F(d, rows, W, E, a1.data(), b1.data(), dwImg.data());
+              gradInputRowsT(gp + off, h2p + off, W, E, a2.data(), b2.data(), 0.0f, 6.0f, k2.k1.data(), k2.k2.data(), k2.k3.data(), dh2.at(oh));
+              a1.around(oh, rows);
+              dwWeightRow3F(dh2.at(oh), rows, W, E, dwImg.data());
               if (oh >= 1) finish(oh - 1);
             }
             finish(H - 1);
@@ -273,7 +299,7 @@ struct InvertedMiddle : public torch::autograd::Function<InvertedMiddle> {
     float* dp = dh1.data_ptr<float>();
     const float inf = std::numeric_limits<float>::infinity();
     at::parallel_for(0, M, kGrain, [&](int64_t b, int64_t e) {
-      gradInputRowsT(gmp + b * E, xp + b * E, e - b, E, a1.data(), b1.data(), -inf, inf, k1.k1.data(), k1.k2.data(), k1.k3.data(), dp + b * E);
+      gradInputRowsT(gmp + b * E, xp + b * E, e - b, E, a1v.data(), b1v.data(), -inf, inf, k1.k1.data(), k1.k2.data(), k1.k3.data(), dp + b * E);
     });
     auto ddw = at::empty({E, 1, 3, 3}, dw.options());
     float* ddp = ddw.data_ptr<float>();
