@@ -24,6 +24,15 @@ export function parseArgs(argv: string[]): ExperimentArgs {
   return { quick, seeds: Array.from({ length: n }, (_, k) => k), threads, argv };
 }
 
+/** A positive integer flag `--name N`, or `fallback` when absent. */
+export function intFlag(args: ExperimentArgs, name: string, fallback: number): number {
+  const i = args.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = Number(args.argv[i + 1]);
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a positive integer`);
+  return v;
+}
+
 export function mean(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;
 }

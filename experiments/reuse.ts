@@ -12,13 +12,15 @@
  * selection, temperature annealing, entropy penalty). Every variant has its own per-step
  * batch-norm patch, so the per-task parameters grow with L; the table reports them apart.
  *
- * `npm run experiment -- reuse [--quick] [--seeds N] [--threads N]`.
+ * `npm run experiment -- reuse [--quick] [--seeds N] [--threads N] [--train N] [--epochs N]`:
+ * `--train` (training images, default 4000) and `--epochs` (default 5) set the budget; a run with
+ * either writes `results/reuse-<train>x<epochs>.md`, so runs at other budgets sit side by side.
  */
 import { pathToFileURL } from 'node:url';
 import { CompNet, Order, trainMultitask, DEFAULT_TRAIN, type MultitaskSettings, type ModelSpec, type TaskData, torch } from '../src/index.js';
 import { table } from '../src/report/table.js';
 import { Rng } from '../src/data/rng.js';
-import { experimentCommand, resultsHeader, parseArgs, pm, mean, std, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, intFlag, pm, mean, std, machine, writeResults, log } from './lib.js';
 import { cifar10, loadIdxTask } from './data.js';
 
 interface Variant {
@@ -52,8 +54,10 @@ export async function main(argv: string[]): Promise<void> {
   torch.setNumThreads(args.threads);
   const { files, classNames } = cifar10();
   // Sized to run in about an hour on one core (~100 training images/s for L = 8 there, measured).
-  const limit = q ? { train: 500, test: 300 } : { train: 4000, test: 2000 };
-  const epochs = q ? 1 : 5;
+  const limit = q ? { train: 500, test: 300 } : { train: intFlag(args, 'train', 4000), test: 2000 };
+  const epochs = q ? 1 : intFlag(args, 'epochs', 5);
+  const budgetGiven = args.argv.includes('--train') || args.argv.includes('--epochs');
+  const resultsName = q ? 'reuse-quick' : budgetGiven ? `reuse-${limit.train}x${epochs}` : 'reuse';
   const base = { inputChannels: 3, channels: 32, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' } as const;
   const specOf = (v: Variant): ModelSpec => ({ ...base, blocks: v.blocks, steps: v.steps });
   const t0 = performance.now();
@@ -96,7 +100,7 @@ export async function main(argv: string[]): Promise<void> {
       '',
       ...orders,
     ].join('\n');
-    writeResults(q ? 'reuse-quick' : 'reuse', md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, limit, epochs, variants: VARIANTS, cost, runs });
+    writeResults(resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, limit, epochs, variants: VARIANTS, cost, runs });
   };
 
   const done: number[] = [];

@@ -72,6 +72,39 @@ for (const parts of [['order', 'head'], ['order', 'patch', 'head'], ['patch', 'h
   });
 }
 
+test('order search: keeps only improving single-step swaps, trains the head on the order found, leaves the pool and other tasks bit-identical', async () => {
+  const net = base();
+  const before = snapshot(net);
+  const data = newTask(22);
+  const r = await transferTask(net, data, {
+    task: { name: 'new', labels: data.train.classNames, inputSize: 8, normalization: { mean: [0], std: [1] } },
+    train: ['order', 'head'],
+    settings,
+    selectSteps: 4,
+    init: { from: 'one' },
+    orderLearning: 'search',
+    searchSweeps: 2,
+  });
+  const after = snapshot(net);
+  for (const [k, v] of Object.entries(before)) assert.deepEqual(after[k], v, `${k} changed`);
+  const s = r.search!;
+  assert.equal(s.path[0]!.order, net.order('one').toString(), 'the search starts at the initial order');
+  const L = 3;
+  const N = 3;
+  // one start, then at most 2 sweeps of L·(N−1) single-step swaps
+  assert.ok(s.scored > 1 && s.scored <= 1 + 2 * L * (N - 1), `scored ${s.scored}`);
+  for (let i = 1; i < s.path.length; i++) {
+    assert.ok(s.path[i]!.accuracy > s.path[i - 1]!.accuracy, 'each kept order scores strictly better');
+    const [a, b] = [s.path[i - 1]!.order.split(','), s.path[i]!.order.split(',')];
+    assert.equal(a.filter((x, j) => x !== b[j]).length, 1, 'each move changes exactly one step');
+  }
+  assert.equal(net.order('new').toString(), s.path.at(-1)!.order, 'the order found is the one kept: training did not move it');
+  assert.equal(r.metrics!.changedSteps, s.path[0]!.order.split(',').filter((x, j) => x !== s.path.at(-1)!.order.split(',')[j]).length);
+  assert.deepEqual(r.trainable.groups.map((g) => g.name), ['order (search)', 'head']);
+  assert.ok(!net.taskNames.some((t) => t.endsWith('.probe')), 'no probe task is left behind');
+  net.dispose();
+});
+
 test('transfer with `all` fine-tunes a copy and leaves the original untouched', async () => {
   const net = base();
   const before = snapshot(net);

@@ -51,6 +51,7 @@ program
   .requiredOption('--train <parts>', 'what to train: order,head | order,patch,head | patch,head | head | all (full fine-tune of a copy)')
   .option('-o, --out <dir>', 'where to save the model with the new task (default: in place; required for --train all)')
   .option('--init <how>', 'initial order: select (best existing task order on held-out data; default) | random | task:NAME')
+  .option('--order-search', 'learn the order by a greedy search over single-step block swaps scored on held-out data, instead of by gradient')
   .action((model, o) => transferCommand(model, o));
 
 program

@@ -19,8 +19,9 @@ function parseInit(v: string | undefined): TransferInit | undefined {
   throw new Error(`--init: expected select, random or task:NAME, got '${v}'`);
 }
 
-export async function transferCommand(model: string, o: { task: string; train: string; out?: string; init?: string }): Promise<void> {
+export async function transferCommand(model: string, o: { task: string; train: string; out?: string; init?: string; orderSearch?: boolean }): Promise<void> {
   const parts = parseTrainParts(o.train);
+  if (o.orderSearch && !parts.includes('order')) throw new Error(`--order-search learns the order: --train must include 'order' (got ${o.train})`);
   const dest = o.out ?? model;
   if (parts.includes('all') && resolve(dest) === resolve(model))
     throw new Error(`--train all fine-tunes a copy of the pool: give --out a new directory (not ${model})`);
@@ -42,14 +43,16 @@ export async function transferCommand(model: string, o: { task: string; train: s
     train: parts,
     settings,
     init: parseInit(o.init),
+    orderLearning: o.orderSearch ? 'search' : 'gradient',
     reporter: consoleReporter(),
   });
   out(`trainable: ${r.trainable.groups.map((g) => `${g.name} ${g.parameters}`).join(', ')} = ${r.trainable.trainable} of ${r.trainable.modelTotal} parameters (${pct(r.trainable.share, 2)}%)`);
   out(`initial order from ${r.initialisedFrom}${Object.keys(r.candidates).length ? ` (candidates' validation accuracy: ${Object.entries(r.candidates).map(([k, v]) => `${k} ${pct(v)}%`).join(', ')})` : ''}`);
+  if (r.search) out(`order search (${r.search.scored} orders scored): ${r.search.path.map((p) => `${p.order} (${pct(p.accuracy)}%)`).join(' → ')}`);
   if (r.metrics) out(accuracyTable({ [tf.task.name]: r.metrics }));
   saveModel(r.net, dest, {
     previous: parts.includes('all') ? undefined : manifest,
-    metrics: r.metrics ? { [tf.task.name]: { test: r.metrics, transfer: { train: parts, trainable: r.trainable, initialisedFrom: r.initialisedFrom } } } : undefined,
+    metrics: r.metrics ? { [tf.task.name]: { test: r.metrics, transfer: { train: parts, trainable: r.trainable, initialisedFrom: r.initialisedFrom, search: r.search } } } : undefined,
     data: { [tf.task.name]: rec },
     history: [...((parts.includes('all') ? [] : (manifest.history as unknown[] | undefined)) ?? []), ...r.loop.history],
   });

@@ -6,6 +6,11 @@
  * A new order is initialised by selection (default): each existing task's order (and a random
  * one) is tried with a short head-only fit on the new task, and the best on held-out data is
  * kept; its patch is copied too, since the blocks were trained together with it.
+ *
+ * With `order` in `train`, the order is learned by gradient (straight-through, the default) or,
+ * with `orderLearning: 'search'`, by a greedy search: every single-step block swap of the current
+ * order is scored like a selection candidate, the best improvement is kept, and sweeps repeat
+ * until none improves; the head (and patch) then train on the order found.
  */
 import type { CompNet, TaskState } from '../model/network.js';
 import { Order } from '../model/order.js';
@@ -22,13 +27,23 @@ export type TrainPart = 'order' | 'patch' | 'head' | 'all';
 /** How the new task's order starts: picked among existing tasks' orders (`select`), copied from a named task, or fresh. */
 export type TransferInit = 'select' | 'random' | { from: string };
 
+/**
+ * How `order` is learned: `gradient` (straight-through selection on the order logits, with the
+ * other trained parts) or `search` (greedy single-step block swaps scored on held-out data).
+ */
+export type OrderLearning = 'gradient' | 'search';
+
 export interface TransferOptions {
   task: Omit<TaskInfo, 'head'> & { head?: string };
   train: TrainPart[];
   settings: MultitaskSettings;
   init?: TransferInit;
-  /** Training steps per candidate when selecting the initial order (default 60). */
+  /** Training steps per candidate when selecting the initial order or searching (default 60). */
   selectSteps?: number;
+  /** How `order` is learned (default `gradient`). */
+  orderLearning?: OrderLearning;
+  /** Most sweeps over all single-step swaps when searching (default 2). */
+  searchSweeps?: number;
   reporter?: LoopSpec['reporter'];
 }
 
@@ -49,6 +64,8 @@ export interface TransferResult {
   /** Where the order started (`task:<name>` or `random`) and the candidates' validation accuracy. */
   initialisedFrom: string;
   candidates: Record<string, number>;
+  /** With `orderLearning: 'search'`: the orders kept, from the initial one (1-based, with validation accuracy), and how many were scored. */
+  search?: { path: { order: string; accuracy: number }[]; scored: number };
 }
 
 /** Parses `order,head[,patch]` or `all`. */
@@ -94,26 +111,63 @@ function addFresh(net: CompNet, info: TransferOptions['task'], order: Order | un
   return net.addTask(info, { order, orderInit: 'random', random: () => rng.next() });
 }
 
-/** Tries each candidate order with a short head-only fit; returns the best by validation accuracy. */
-async function selectOrder(net: CompNet, o: TransferOptions, data: TaskSplits): Promise<{ from: string; scores: Record<string, number> }> {
-  const candidates = [...net.taskNames, 'random'];
-  const scores: Record<string, number> = {};
+/**
+ * Validation accuracy of `order` (undefined: a fresh random one) for the new task, with the patch
+ * of task `patchFrom` (if any), after a short head-only fit and batch-norm statistics re-estimated
+ * under the hard order. The probe task is removed again.
+ */
+async function scoreOrder(net: CompNet, o: TransferOptions, data: TaskSplits, order: Order | undefined, patchFrom: string | undefined): Promise<number> {
   const probe = `${o.task.name}.probe`;
-  for (const c of candidates) {
-    const order = c === 'random' ? undefined : net.order(c);
-    addFresh(net, { ...o.task, name: probe, head: undefined }, order, o.settings.seed);
-    if (c !== 'random') net.copyPatch(c, probe);
-    const settings = { ...o.settings, epochs: 1, stepsPerEpoch: o.selectSteps ?? 60, recalibrationBatches: { epoch: 5, final: 5 } };
-    const d = new Map([[probe, data]]);
-    await frozenExcept(net, net.taskParameters(probe).head, () =>
-      runLoop(net, { tasks: [probe], data: d, groups: [{ name: 'head', params: net.taskParameters(probe).head, lr: o.settings.lr * 5, weightDecay: 0 }], settings, reporter: silentReporter }),
-    );
-    recalibrate(net, probe, data.train, { mode: 'hard', maxBatches: 5, seed: o.settings.seed });
-    scores[c] = evaluate(net, probe, data.val, { mode: 'hard' }).accuracy;
-    net.removeTask(probe);
-  }
+  addFresh(net, { ...o.task, name: probe, head: undefined }, order, o.settings.seed);
+  if (patchFrom) net.copyPatch(patchFrom, probe);
+  const settings = { ...o.settings, epochs: 1, stepsPerEpoch: o.selectSteps ?? 60, recalibrationBatches: { epoch: 5, final: 5 } };
+  const d = new Map([[probe, data]]);
+  await frozenExcept(net, net.taskParameters(probe).head, () =>
+    runLoop(net, { tasks: [probe], data: d, groups: [{ name: 'head', params: net.taskParameters(probe).head, lr: o.settings.lr * 5, weightDecay: 0 }], settings, reporter: silentReporter }),
+  );
+  recalibrate(net, probe, data.train, { mode: 'hard', maxBatches: 5, seed: o.settings.seed });
+  const accuracy = evaluate(net, probe, data.val, { mode: 'hard' }).accuracy;
+  net.removeTask(probe);
+  return accuracy;
+}
+
+/** Tries each existing task's order and a random one; returns the best by validation accuracy. */
+async function selectOrder(net: CompNet, o: TransferOptions, data: TaskSplits): Promise<{ from: string; scores: Record<string, number> }> {
+  const scores: Record<string, number> = {};
+  for (const c of [...net.taskNames, 'random']) scores[c] = await scoreOrder(net, o, data, c === 'random' ? undefined : net.order(c), c === 'random' ? undefined : c);
   const from = Object.entries(scores).sort((a, b) => b[1] - a[1])[0]![0];
   return { from, scores };
+}
+
+/**
+ * Greedy search from `start`: each sweep scores every order that differs from the current one at
+ * one step and moves to the best if it beats the current score; stops after a sweep without
+ * improvement or after `sweeps` sweeps.
+ */
+async function searchOrder(net: CompNet, o: TransferOptions, data: TaskSplits, start: number[], patchFrom: string | undefined, sweeps: number) {
+  const N = net.spec.blocks;
+  const score = (seq: number[]) => scoreOrder(net, o, data, Order.fromSequence(seq, N), patchFrom);
+  let current = start.slice();
+  let best = await score(current);
+  const path = [{ order: current.map((b) => b + 1).join(','), accuracy: best }];
+  let scored = 1;
+  for (let sweep = 0; sweep < sweeps; sweep++) {
+    let move: { seq: number[]; accuracy: number } | undefined;
+    for (let l = 0; l < current.length; l++)
+      for (let b = 0; b < N; b++) {
+        if (b === current[l]) continue;
+        const seq = current.slice();
+        seq[l] = b;
+        const accuracy = await score(seq);
+        scored++;
+        if (accuracy > (move?.accuracy ?? best)) move = { seq, accuracy };
+      }
+    if (!move) break;
+    current = move.seq;
+    best = move.accuracy;
+    path.push({ order: current.map((b) => b + 1).join(','), accuracy: best });
+  }
+  return { order: current, path, scored };
 }
 
 /** Learns a new task over the frozen pool (or, with `all`, over a copy of it). */
@@ -133,26 +187,35 @@ export async function transferTask(base: CompNet, data: TaskSplits, o: TransferO
   const full = o.train.includes('all');
   const net = full ? base.copyShared() : base;
   addFresh(net, o.task, from ? base.order(from) : undefined, o.settings.seed);
+  const initialOrder = net.order(o.task.name); // a value: later changes to the task do not touch it
+  let search: TransferResult['search'];
+  if (o.train.includes('order') && o.orderLearning === 'search') {
+    // The search scores probe tasks on `base`, whose pool is the frozen one being transferred onto.
+    const found = await searchOrder(base, o, data, initialOrder.hard(), from, o.searchSweeps ?? 2);
+    net.setOrder(o.task.name, Order.fromSequence(found.order, net.spec.blocks));
+    search = { path: found.path, scored: found.scored };
+  }
   if (from) net.task(o.task.name).patch.copyFrom(base.task(from).patch);
-  const groups = partTensors(net, o.task.name, o.train).map((g) => ({
-    name: g.name,
-    params: g.params,
-    lr: g.name === 'order' ? o.settings.orderLr : o.settings.lr,
-    weightDecay: g.name === 'order' ? 0 : o.settings.weightDecay,
-  }));
-  const trainableCount = groups.reduce((n, g) => n + g.params.reduce((m, p) => m + p.numel, 0), 0);
+  const parts = partTensors(net, o.task.name, o.train);
+  // A searched order is trained no further: its logits are counted as learned, not given to the optimizer.
+  const groups = parts
+    .filter((g) => !(search && g.name === 'order'))
+    .map((g) => ({
+      name: g.name,
+      params: g.params,
+      lr: g.name === 'order' ? o.settings.orderLr : o.settings.lr,
+      weightDecay: g.name === 'order' ? 0 : o.settings.weightDecay,
+    }));
+  const counted = parts.map((g) => ({ name: search && g.name === 'order' ? 'order (search)' : g.name, parameters: g.params.reduce((m, p) => m + p.numel, 0) }));
+  const trainableCount = counted.reduce((n, g) => n + g.parameters, 0);
   const modelTotal = net.parameterCounts().total;
-  const trainable: TrainableSummary = {
-    groups: groups.map((g) => ({ name: g.name, parameters: g.params.reduce((m, p) => m + p.numel, 0) })),
-    trainable: trainableCount,
-    modelTotal,
-    share: trainableCount / modelTotal,
-  };
+  const trainable: TrainableSummary = { groups: counted, trainable: trainableCount, modelTotal, share: trainableCount / modelTotal };
   const d = new Map([[o.task.name, data]]);
   const loop = await frozenExcept(net, groups.flatMap((g) => g.params), () =>
     runLoop(net, { tasks: [o.task.name], data: d, groups, settings: o.settings, reporter: o.reporter }),
   );
   net.task(o.task.name).tau = loop.tau;
-  const metrics = data.test ? taskMetrics(net, o.task.name, data.test, loop.initialOrders[o.task.name]) : undefined;
-  return { net, loop, metrics, trainable, initialisedFrom: from ? `task:${from}` : 'random', candidates };
+  // "Steps moved" counts from the order the task started with, before any search.
+  const metrics = data.test ? taskMetrics(net, o.task.name, data.test, initialOrder) : undefined;
+  return { net, loop, metrics, trainable, initialisedFrom: from ? `task:${from}` : 'random', candidates, search };
 }
