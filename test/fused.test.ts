@@ -1,9 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../src/torch/index.js';
-import { CompNet } from '../src/model/network.js';
-import { Order } from '../src/model/order.js';
-import { tinySpec } from './helpers.js';
+import { assertClose, assertFusedTrainingMatches, tinySpec } from './helpers.js';
 
 type DType = 'float32' | 'float64';
 
@@ -46,11 +44,6 @@ function run(s: ReturnType<typeof site>, fused: boolean, clamp: [number, number]
   return out;
 }
 
-function assertClose(a: Float64Array, b: Float64Array, rel: number, what: string): void {
-  assert.equal(a.length, b.length, `${what}: lengths`);
-  const scale = Math.max(...b.map(Math.abs), 1e-12);
-  a.forEach((v, i) => assert.ok(Math.abs(v - b[i]!) <= rel * scale, `${what}[${i}]: fused ${v} vs unfused ${b[i]} (scale ${scale})`));
-}
 
 for (const [shape, dtype, clamp, rel] of [
   [[4, 5, 3, 3], 'float64', [0, 6], 1e-10],
@@ -112,33 +105,5 @@ test('fused batch norm rejects inputs it cannot run, naming the op and the shape
 });
 
 test('a model trained with fused batch norms matches one trained with the unfused ops (weights, statistics, predictions)', () => {
-  const build = (fused: 'off' | 'all') => {
-    const n = CompNet.create(tinySpec({ inputChannels: 3 }), { seed: 9, dtype: 'float32' });
-    n.addTask({ name: 't', labels: ['a', 'b', 'c', 'd'], inputSize: 6, normalization: { mean: [0, 0, 0], std: [1, 1, 1] } }, { order: Order.fromSequence([2, 0, 0, 1], 3) });
-    n.fusedBatchNorm = fused;
-    n.fusedBatchNormMinElements = 0; // a tiny model: fuse every batch norm anyway
-    const params = [...n.sharedParameters(), ...Object.values(n.taskParameters('t')).flat()];
-    return { n, opt: new T.Optimizer([{ name: 'all', params, lr: 0.01 }], { kind: 'sgd' }) };
-  };
-  T.manualSeed(13);
-  const x = T.keep(T.randn([6, 6, 6, 3]));
-  const y = T.keep(T.labels([0, 1, 2, 3, 0, 1]));
-  const runs = (['off', 'all'] as const).map((f) => {
-    const { n, opt } = build(f);
-    for (let i = 0; i < 3; i++) {
-      T.tidy(() => T.crossEntropy(n.forward('t', x, { mode: 'hard', training: true }), y).backward());
-      opt.step();
-      opt.zeroGrad();
-    }
-    const state = n.state();
-    const tensors = [...Object.values(state.shared), ...Object.values(state.tasks.t!)].map((t) => Float64Array.from(t.toFloat32()));
-    const logits = Float64Array.from(T.noGrad(() => T.tidy(() => n.forward('t', x, { mode: 'hard' }).toFloat32())));
-    n.dispose();
-    opt.dispose();
-    return { tensors, logits };
-  });
-  runs[0]!.tensors.forEach((t, i) => assertClose(runs[1]!.tensors[i]!, t, 1e-4, `tensor ${i}`));
-  assertClose(runs[1]!.logits, runs[0]!.logits, 1e-4, 'logits');
-  x.dispose();
-  y.dispose();
+  assertFusedTrainingMatches(tinySpec({ inputChannels: 3 }), ['off', 'all'], 'hard', 'fused all');
 });

@@ -2,7 +2,12 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ModelSpec } from '../src/model/types.js';
+import assert from 'node:assert/strict';
+import * as T from '../src/torch/index.js';
+import { CompNet } from '../src/model/network.js';
+import { Order } from '../src/model/order.js';
+import type { FusedBatchNorm } from '../src/model/block.js';
+import type { ModelSpec, OrderMode } from '../src/model/types.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { Rng } from '../src/data/rng.js';
 
@@ -45,4 +50,45 @@ export function syntheticDataset(n: number, size: number, classes: number, seed:
       }
   }
   return { name, images, labels, n, size, channels: 1, classNames: Array.from({ length: classes }, (_, k) => `c${k}`) };
+}
+
+/** Asserts |a − b| ≤ rel · max|b| elementwise. */
+export function assertClose(a: Float64Array, b: Float64Array, rel: number, what: string): void {
+  assert.equal(a.length, b.length, `${what}: lengths`);
+  const scale = Math.max(...b.map(Math.abs), 1e-12);
+  a.forEach((v, i) => assert.ok(Math.abs(v - b[i]!) <= rel * scale, `${what}[${i}]: ${v} vs reference ${b[i]} (scale ${scale})`));
+}
+
+/**
+ * Trains the same tiny float32 model (3-channel 6x6 input, task 't' with 4 classes, fixed order)
+ * 3 SGD steps with each fused-kernel setting, and asserts that weights, statistics and logits of
+ * `settings[1]` match those of `settings[0]` to 1e-4: the fused kernels change float rounding only.
+ */
+export function assertFusedTrainingMatches(spec: ModelSpec, settings: [FusedBatchNorm, FusedBatchNorm], mode: OrderMode, what: string): void {
+  T.manualSeed(13);
+  const x = T.keep(T.randn([6, 6, 6, 3]));
+  const y = T.keep(T.labels([0, 1, 2, 3, 0, 1]));
+  const runs = settings.map((f) => {
+    const n = CompNet.create(spec, { seed: 9, dtype: 'float32' });
+    n.addTask({ name: 't', labels: ['a', 'b', 'c', 'd'], inputSize: 6, normalization: { mean: [0, 0, 0], std: [1, 1, 1] } }, { order: Order.fromSequence([2, 0, 0, 1], 3) });
+    n.fusedBatchNorm = f;
+    n.fusedBatchNormMinElements = 0; // a tiny model: fuse anyway
+    const params = [...n.sharedParameters(), ...Object.values(n.taskParameters('t')).flat()];
+    const opt = new T.Optimizer([{ name: 'all', params, lr: 0.01 }], { kind: 'sgd' });
+    for (let i = 0; i < 3; i++) {
+      T.tidy(() => T.crossEntropy(n.forward('t', x, { mode, training: true }), y).backward());
+      opt.step();
+      opt.zeroGrad();
+    }
+    const state = n.state();
+    const tensors = [...Object.values(state.shared), ...Object.values(state.tasks.t!)].map((t) => Float64Array.from(t.toFloat32()));
+    const logits = Float64Array.from(T.noGrad(() => T.tidy(() => n.forward('t', x, { mode }).toFloat32())));
+    n.dispose();
+    opt.dispose();
+    return { tensors, logits };
+  });
+  runs[0]!.tensors.forEach((t, i) => assertClose(runs[1]!.tensors[i]!, t, 1e-4, `${what} tensor ${i}`));
+  assertClose(runs[1]!.logits, runs[0]!.logits, 1e-4, `${what} logits`);
+  x.dispose();
+  y.dispose();
 }

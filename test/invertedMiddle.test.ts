@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as T from '../src/torch/index.js';
 import { CompNet } from '../src/model/network.js';
 import { Order } from '../src/model/order.js';
-import { tinySpec } from './helpers.js';
+import { assertClose, assertFusedTrainingMatches, tinySpec } from './helpers.js';
 
 /** The parameters of the fused op's two batch norms and its depthwise weight, and an upstream gradient. */
 function inputs(shape: [number, number, number, number], seed: number) {
@@ -53,11 +53,6 @@ function run(s: Inputs, fused: boolean) {
   return out;
 }
 
-function assertClose(a: Float64Array, b: Float64Array, rel: number, what: string): void {
-  assert.equal(a.length, b.length, `${what}: lengths`);
-  const scale = Math.max(...b.map(Math.abs), 1e-12);
-  a.forEach((v, i) => assert.ok(Math.abs(v - b[i]!) <= rel * scale, `${what}[${i}]: fused ${v} vs reference ${b[i]} (scale ${scale})`));
-}
 
 // [3,16,5,7]: rows shorter than the kernel's 8-wide tile and of odd width; [2,32,9,10]: two
 // channel vectors, a full and a partial tile per row.
@@ -95,42 +90,13 @@ test('fused inverted-block middle rejects inputs it cannot run, naming the op an
 });
 
 test("a model trained with fusedBatchNorm 'block' matches the unfused ops, with hard, soft and output-mixing forwards", () => {
+  // expansion 4 x 4 channels = 16: the fused op applies.
   for (const [mixing, mode] of [
     ['weight', 'hard'],
     ['weight', 'soft'],
     ['output', 'soft'],
-  ] as const) {
-    // expansion 4 x 4 channels = 16: the fused op applies.
-    const build = (fused: 'off' | 'block') => {
-      const n = CompNet.create(tinySpec({ inputChannels: 3, expansion: 4, mixing }), { seed: 9, dtype: 'float32' });
-      n.addTask({ name: 't', labels: ['a', 'b', 'c', 'd'], inputSize: 6, normalization: { mean: [0, 0, 0], std: [1, 1, 1] } }, { order: Order.fromSequence([2, 0, 0, 1], 3) });
-      n.fusedBatchNorm = fused;
-      n.fusedBatchNormMinElements = 0; // a tiny model: fuse anyway
-      const params = [...n.sharedParameters(), ...Object.values(n.taskParameters('t')).flat()];
-      return { n, opt: new T.Optimizer([{ name: 'all', params, lr: 0.01 }], { kind: 'sgd' }) };
-    };
-    T.manualSeed(13);
-    const x = T.keep(T.randn([6, 6, 6, 3]));
-    const y = T.keep(T.labels([0, 1, 2, 3, 0, 1]));
-    const runs = (['off', 'block'] as const).map((f) => {
-      const { n, opt } = build(f);
-      for (let i = 0; i < 3; i++) {
-        T.tidy(() => T.crossEntropy(n.forward('t', x, { mode, training: true }), y).backward());
-        opt.step();
-        opt.zeroGrad();
-      }
-      const state = n.state();
-      const tensors = [...Object.values(state.shared), ...Object.values(state.tasks.t!)].map((t) => Float64Array.from(t.toFloat32()));
-      const logits = Float64Array.from(T.noGrad(() => T.tidy(() => n.forward('t', x, { mode }).toFloat32())));
-      n.dispose();
-      opt.dispose();
-      return { tensors, logits };
-    });
-    runs[0]!.tensors.forEach((t, i) => assertClose(runs[1]!.tensors[i]!, t, 1e-4, `${mixing}/${mode} tensor ${i}`));
-    assertClose(runs[1]!.logits, runs[0]!.logits, 1e-4, `${mixing}/${mode} logits`);
-    x.dispose();
-    y.dispose();
-  }
+  ] as const)
+    assertFusedTrainingMatches(tinySpec({ inputChannels: 3, expansion: 4, mixing }), ['off', 'block'], mode, `${mixing}/${mode}`);
 });
 
 test("fusedBatchNorm 'block' really runs the fused op: its logits differ from the unfused ones, by rounding only", () => {
