@@ -15,9 +15,9 @@
  *   evalplans      inference of the reference network with each evaluation-plan mode (off: plain
  *                  path; folded: batch norm folded into the convs), interleaved
  *   fused          training step of the reference network with each fused-batch-norm setting (off,
- *                  relu6, all), interleaved
+ *                  relu6, all, block), interleaved
  *
- * The reference part takes --eval-plans off|folded and --fused off|relu6|all (default: the
+ * The reference part takes --eval-plans off|folded and --fused off|relu6|all|block (default: the
  * library's defaults).
  *
  * Run it through `npm run bench` (bench/run.ts), which preloads jemalloc and alternates it with the
