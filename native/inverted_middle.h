@@ -191,6 +191,17 @@ struct RowRing {
   }
 };
 
+// Sweeps one image (h1: its first row) row by row, keeping rows r-1..r+1 of relu6(h1·a + b) in
+// `a1` when body(r) runs: each row is made once.
+template <typename Body>
+void sweepRows(const float* h1, int64_t W, int64_t C, int64_t H, const float* a, const float* b, RowRing& a1, const Body& body) {
+  actRowF(h1, W, C, a, b, a1.at(0));
+  for (int64_t r = 0; r < H; ++r) {
+    if (r + 1 < H) actRowF(h1 + (r + 1) * W * C, W, C, a, b, a1.at(r + 1));
+    body(r);
+  }
+}
+
 // w [E, 1, 3, 3] → taps [9][E]; flipped: tap (i, j) takes w[2-i, 2-j] (the input gradient is the
 // same convolution with the kernel turned by 180°).
 inline at::Tensor tapsOf(const at::Tensor& w, bool flipped) {
@@ -219,13 +230,11 @@ struct InvertedMiddle : public torch::autograd::Function<InvertedMiddle> {
           RowRing a1(W, E, H);
           for (int64_t img = b; img < b + n; ++img) {
             const int64_t base = img * H * rowLen;
-            actRowF(xp + base, W, E, f1.a.data(), f1.shift.data(), a1.at(0));
-            for (int64_t oh = 0; oh < H; ++oh) {
-              if (oh + 1 < H) actRowF(xp + base + (oh + 1) * rowLen, W, E, f1.a.data(), f1.shift.data(), a1.at(oh + 1));
+            sweepRows(xp + base, W, E, H, f1.a.data(), f1.shift.data(), a1, [&](int64_t oh) {
               const float* rows[3];
               a1.around(oh, rows);
               dwRow3F(rows, W, E, tp, h2p + base + oh * rowLen, acc, acc + E);
-            }
+            });
           }
         },
         1);
@@ -279,15 +288,13 @@ struct InvertedMiddle : public torch::autograd::Function<InvertedMiddle> {
               dwRow3F(rows, W, E, fp, da1.data(), nullptr, nullptr);
               maskRowF(da1.data(), a1.at(ih), xp + base + ih * rowLen, W, E, m1p, gmp + base + ih * rowLen, scratch.data(), sg1, sgx1);
             };
-            actRowF(xp + base, W, E, a1v.data(), b1v.data(), a1.at(0));
-            for (int64_t oh = 0; oh < H; ++oh) {
-              if (oh + 1 < H) actRowF(xp + base + (oh + 1) * rowLen, W, E, a1v.data(), b1v.data(), a1.at(oh + 1));
+            sweepRows(xp + base, W, E, H, a1v.data(), b1v.data(), a1, [&](int64_t oh) {
               const int64_t off = base + oh * rowLen;
               gradInputRowsT(gp + off, h2p + off, W, E, a2.data(), b2.data(), 0.0f, 6.0f, k2.k1.data(), k2.k2.data(), k2.k3.data(), dh2.at(oh));
               a1.around(oh, rows);
               dwWeightRow3F(dh2.at(oh), rows, W, E, dwImg.data());
               if (oh >= 1) finish(oh - 1);
-            }
+            });
             finish(H - 1);
             for (int64_t q = 0; q < 9 * E; ++q) dwAcc[q] += dwImg[q];
           }
