@@ -33,6 +33,27 @@ export function intFlag(args: ExperimentArgs, name: string, fallback: number): n
   return v;
 }
 
+/**
+ * The training budget of an experiment: `--train N` images per task and `--epochs N`, with the
+ * script's defaults (or its reduced `--quick` values). A run with a non-default budget writes
+ * `results/<name>-<train>x<epochs>` so it never overwrites the default table.
+ */
+export function budget(
+  args: ExperimentArgs,
+  name: string,
+  full: { train: number; epochs: number },
+  quick: { train: number; epochs: number },
+  /** Further flags that change the run (e.g. `channels`): their values join the results name. */
+  extra: { flag: string; value: number }[] = [],
+): { train: number; epochs: number; resultsName: string } {
+  if (args.quick) return { ...quick, resultsName: `${name}-quick` };
+  const train = intFlag(args, 'train', full.train);
+  const epochs = intFlag(args, 'epochs', full.epochs);
+  const given = ['train', 'epochs', ...extra.map((e) => e.flag)].some((f) => args.argv.includes(`--${f}`));
+  const suffix = [...extra.map((e) => `${e.flag[0]}${e.value}`), `${train}x${epochs}`].join('-');
+  return { train, epochs, resultsName: given ? `${name}-${suffix}` : name };
+}
+
 export function mean(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;
 }

@@ -10,13 +10,15 @@
  * multi-task variant draws one batch from every task, so each task sees the same number of
  * batches as its independent network.
  *
- * `npm run experiment -- multitask [--quick] [--seeds N] [--threads N]`.
+ * `npm run experiment -- multitask [--quick] [--seeds N] [--threads N] [--train N] [--epochs N]`
+ * (`--train`: training images per task; a run with either budget flag writes
+ * `results/multitask-<train>x<epochs>.md`).
  */
 import { pathToFileURL } from 'node:url';
 import { CompNet, Order, trainMultitask, DEFAULT_TRAIN, type MultitaskSettings, type ModelSpec, type TaskData, torch } from '../src/index.js';
 import { table } from '../src/report/table.js';
 import { Rng } from '../src/data/rng.js';
-import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, log } from './lib.js';
 import { IDX, cifar10, loadIdxTask, type IdxFiles } from './data.js';
 
 const TASKS = ['mnist', 'fashion', 'usps', 'cifar10'] as const;
@@ -51,9 +53,10 @@ export async function main(argv: string[]): Promise<void> {
   torch.setNumThreads(args.threads);
   const cifar = cifar10();
   const files: Record<Task, IdxFiles> = { mnist: IDX.mnist(), fashion: IDX.fashion(), usps: IDX.usps(), cifar10: cifar.files };
-  // Sized to run in about an hour on one core (output mixing runs all four blocks at every step).
-  const limit = q ? { train: 400, test: 300 } : { train: 1000, test: 2000 };
-  const epochs = q ? 1 : 3;
+  // The default is sized to run in about an hour on one core (output mixing runs all four blocks
+  // at every step); `--train/--epochs` buy more steps where the machine allows.
+  const { train, epochs, resultsName } = budget(args, 'multitask', { train: 1000, epochs: 3 }, { train: 400, epochs: 1 });
+  const limit = { train, test: q ? 300 : 2000 };
   const spec: ModelSpec = { inputChannels: 3, channels: 32, blocks: 4, steps: 4, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' };
   const identity = Order.fromSequence([0, 1, 2, 3], spec.blocks);
   const t0 = performance.now();
@@ -99,7 +102,7 @@ export async function main(argv: string[]): Promise<void> {
       '',
       ...orders,
     ].join('\n');
-    writeResults(q ? 'multitask-quick' : 'multitask', md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, limit, epochs, spec, params, runs });
+    writeResults(resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, limit, epochs, spec, params, runs });
   };
 
   const done: number[] = [];

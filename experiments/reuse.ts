@@ -20,7 +20,7 @@ import { pathToFileURL } from 'node:url';
 import { CompNet, Order, trainMultitask, DEFAULT_TRAIN, type MultitaskSettings, type ModelSpec, type TaskData, torch } from '../src/index.js';
 import { table } from '../src/report/table.js';
 import { Rng } from '../src/data/rng.js';
-import { experimentCommand, resultsHeader, parseArgs, intFlag, pm, mean, std, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, std, machine, writeResults, log } from './lib.js';
 import { cifar10, loadIdxTask } from './data.js';
 
 interface Variant {
@@ -54,10 +54,8 @@ export async function main(argv: string[]): Promise<void> {
   torch.setNumThreads(args.threads);
   const { files, classNames } = cifar10();
   // Sized to run in about an hour on one core (~100 training images/s for L = 8 there, measured).
-  const limit = q ? { train: 500, test: 300 } : { train: intFlag(args, 'train', 4000), test: 2000 };
-  const epochs = q ? 1 : intFlag(args, 'epochs', 5);
-  const budgetGiven = args.argv.includes('--train') || args.argv.includes('--epochs');
-  const resultsName = q ? 'reuse-quick' : budgetGiven ? `reuse-${limit.train}x${epochs}` : 'reuse';
+  const { train, epochs, resultsName } = budget(args, 'reuse', { train: 4000, epochs: 5 }, { train: 500, epochs: 1 });
+  const limit = { train, test: q ? 300 : 2000 };
   const base = { inputChannels: 3, channels: 32, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' } as const;
   const specOf = (v: Variant): ModelSpec => ({ ...base, blocks: v.blocks, steps: v.steps });
   const t0 = performance.now();

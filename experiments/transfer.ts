@@ -12,7 +12,9 @@
  * and regime among the pretrained tasks' orders and a random one (short head-only fit, held-out
  * accuracy) and shared by all modes, as in E1.
  *
- * `npm run experiment -- transfer [--quick] [--seeds N] [--threads N]`.
+ * `npm run experiment -- transfer [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--channels C] [--steps L]`
+ * (pretraining images per task and epochs, width and depth; a run with any of these flags writes
+ * `results/transfer-c<C>-s<L>-<train>x<epochs>.md`).
  */
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -20,7 +22,7 @@ import { CompNet, trainMultitask, transferTask, takePerClass, DEFAULT_TRAIN, typ
 import { subset } from '../src/data/dataset.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
-import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, intFlag, budget, pm, mean, machine, writeResults, log } from './lib.js';
 import { IDX, cifar10, loadIdxTask, loadTask, omniglotSmall1 } from './data.js';
 
 const MODES: { name: string; parts: TrainPart[] }[] = [
@@ -58,15 +60,23 @@ export async function main(argv: string[]): Promise<void> {
   torch.setNumThreads(args.threads);
   const cifar = cifar10();
   const omniglot = join(omniglotSmall1(), 'Greek');
-  // Sized to run in about 20 minutes per seed on one core.
-  const preLimit = q ? { train: 400, test: 300 } : { train: 1000, test: 1000 };
+  // The default is sized to run in about 20 minutes per seed on one core. `--train/--epochs` set
+  // the pretraining budget (images per pretraining task, epochs) and `--channels/--steps` the
+  // network's width C and depth L: the model patch's share of the model shrinks as 1/C.
+  const channels = q ? 32 : intFlag(args, 'channels', 32);
+  const steps = q ? 6 : intFlag(args, 'steps', 6);
+  const pretrain = budget(args, 'transfer', { train: 1000, epochs: 3 }, { train: 400, epochs: 1 }, [
+    { flag: 'channels', value: channels },
+    { flag: 'steps', value: steps },
+  ]);
+  const preLimit = { train: pretrain.train, test: q ? 300 : 1000 };
   const newLimit = q ? { train: 300, test: 300 } : { train: 600, test: 1000 };
-  const preEpochs = q ? 1 : 3;
+  const preEpochs = pretrain.epochs;
   const fullEpochs = q ? 1 : 3;
   const shotEpochs = q ? 2 : 10;
   const selectSteps = q ? 5 : 10;
   const SHOTS = q ? 5 : 20;
-  const spec: ModelSpec = { inputChannels: 3, channels: 32, blocks: 4, steps: 6, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' };
+  const spec: ModelSpec = { inputChannels: 3, channels, blocks: 4, steps, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' };
   const base = (seed: number, epochs: number): MultitaskSettings => ({ ...DEFAULT_TRAIN, optimizer: 'adam', epochs, seed });
   // As in E1: a new task has few steps to fit its head, so head and patch get a 5x higher rate.
   const transferSettings = (seed: number, regime: Regime): MultitaskSettings =>
@@ -126,7 +136,7 @@ export async function main(argv: string[]): Promise<void> {
       '',
       ...pretrained.map((p) => `- seed ${p.seed}: ${Object.entries(p.acc).map(([t, a]) => `${t} ${(100 * a).toFixed(1)}% [${p.orders[t]}]`).join('; ')}`),
     ].join('\n');
-    writeResults(q ? 'transfer-quick' : 'transfer', md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, spec, preLimit, newLimit, preEpochs, fullEpochs, shotEpochs, selectSteps, pretrained, rows });
+    writeResults(pretrain.resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, spec, preLimit, newLimit, preEpochs, fullEpochs, shotEpochs, selectSteps, pretrained, rows });
   };
 
   const done: number[] = [];
