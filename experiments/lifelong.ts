@@ -16,10 +16,10 @@ import {
   type TaskData,
   torch,
 } from '../src/index.js';
-import { transferTask, type TrainPart } from '../src/train/transfer.js';
+import { transferTask, type TrainPart, type TransferInit } from '../src/index.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
-import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, sameInit, pm, mean, machine, writeResults, log } from './lib.js';
 
 const FMNIST = '/usr/share/datasets/fashion-mnist';
 const CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
@@ -150,7 +150,7 @@ export async function main(argv: string[]): Promise<void> {
       const name = `t${k}`;
       const d = loadPair(name, ps[k]!, newLimit, seed);
       const info = { name, labels: d.train.classNames, inputSize: 28, normalization: d.stats };
-      let from: string | undefined;
+      let shared: TransferInit | undefined;
       for (const mode of MODES) {
         const t1 = performance.now();
         const settings = mode.parts === 'scratch' ? base(seed, transferEpochs) : transferSettings(seed);
@@ -168,11 +168,11 @@ export async function main(argv: string[]): Promise<void> {
             task: info,
             train: mode.parts,
             settings,
-            init: from ? { from } : 'select',
+            init: shared ?? 'select',
             selectSteps: q ? 10 : 30,
             orderLearning: mode.search ? 'search' : 'gradient',
           });
-          if (!from) from = r.initialisedFrom.startsWith('task:') ? r.initialisedFrom.slice(5) : undefined;
+          shared ??= sameInit(r.initialisedFrom);
           const m = r.metrics!;
           row = { hard: m.hard, soft: m.soft, entropy: m.entropy, moved: m.changedSteps ?? 0, trainable: r.trainable.trainable, seconds: 0 };
           if (r.net !== net) r.net.dispose();
@@ -180,7 +180,7 @@ export async function main(argv: string[]): Promise<void> {
         }
         row.seconds = (performance.now() - t1) / 1000;
         acc[mode.name]!.push(row);
-        details.push({ seed, task: name, pair: ps[k], mode: mode.name, initialisedFrom: from ?? 'random', ...row });
+        details.push({ seed, task: name, pair: ps[k], mode: mode.name, initialisedFrom: typeof shared === 'object' ? shared.from : 'random', ...row });
         log(`  ${name} ${CLASSES[ps[k]![0]]}/${CLASSES[ps[k]![1]]} ${mode.name}: hard ${(100 * row.hard).toFixed(1)} soft ${(100 * row.soft).toFixed(1)} H ${row.entropy.toFixed(2)} (${row.seconds.toFixed(0)} s)`);
       }
     }

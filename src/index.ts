@@ -24,7 +24,7 @@ export { trainMultitask, type MultitaskSettings, type MultitaskResult } from './
 export { trainFromConfig } from './train/fromConfig.js';
 export { runLoop, type LoopSettings, type TaskSplits, type EpochRecord } from './train/loop.js';
 export { evaluate, recalibrate, taskMetrics, type TaskMetrics } from './train/evaluate.js';
-export { transferTask, parseTrainParts, type TrainPart, type TransferOptions, type TransferResult } from './train/transfer.js';
+export { transferTask, parseTrainParts, type TrainPart, type TransferOptions, type TransferResult, type TransferInit, type OrderLearning } from './train/transfer.js';
 export { adaptTarget, objectiveValue, objectiveLoss, type AdaptOptions, type AdaptResult, type AdaptObjective } from './train/adapt.js';
 export { consoleReporter, silentReporter, type Reporter } from './train/progress.js';
 export { summary, parameterTable, flopTable } from './report/summary.js';
