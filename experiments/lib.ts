@@ -3,7 +3,7 @@ import { execSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { ensureDir, writeFileAtomic } from '../src/io/atomic.js';
-import { LIBRARY_VERSION, type TransferInit } from '../src/index.js';
+import { LIBRARY_VERSION } from '../src/index.js';
 
 export interface ExperimentArgs {
   quick: boolean;
@@ -52,15 +52,6 @@ export function budget(
   const given = ['train', 'epochs', ...extra.map((e) => e.flag)].some((f) => args.argv.includes(`--${f}`));
   const suffix = [...extra.map((e) => `${e.flag[0]}${e.value}`), `${train}x${epochs}`].join('-');
   return { train, epochs, resultsName: given ? `${name}-${suffix}` : name };
-}
-
-/**
- * The initial order a transfer ended up with, as an `init` for the next mode of the same task, so
- * that every mode starts from the one selection (a selected random order is seeded, so `random`
- * reproduces it).
- */
-export function sameInit(initialisedFrom: string): TransferInit {
-  return initialisedFrom.startsWith('task:') ? { from: initialisedFrom.slice(5) } : 'random';
 }
 
 export function mean(xs: number[]): number {

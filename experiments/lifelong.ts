@@ -15,11 +15,13 @@ import {
   type ModelSpec,
   type TaskData,
   torch,
+  transferTask,
+  type TrainPart,
+  type TransferInit,
 } from '../src/index.js';
-import { transferTask, type TrainPart, type TransferInit } from '../src/index.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
-import { experimentCommand, resultsHeader, parseArgs, sameInit, pm, mean, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
 
 const FMNIST = '/usr/share/datasets/fashion-mnist';
 const CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
@@ -172,7 +174,7 @@ export async function main(argv: string[]): Promise<void> {
             selectSteps: q ? 10 : 30,
             orderLearning: mode.search ? 'search' : 'gradient',
           });
-          shared ??= sameInit(r.initialisedFrom);
+          shared ??= r.init;
           const m = r.metrics!;
           row = { hard: m.hard, soft: m.soft, entropy: m.entropy, moved: m.changedSteps ?? 0, trainable: r.trainable.trainable, seconds: 0 };
           if (r.net !== net) r.net.dispose();

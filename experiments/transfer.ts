@@ -22,7 +22,7 @@ import { CompNet, trainMultitask, transferTask, takePerClass, DEFAULT_TRAIN, typ
 import { subset } from '../src/data/dataset.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
-import { experimentCommand, resultsHeader, parseArgs, intFlag, budget, sameInit, pm, mean, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, intFlag, budget, pm, mean, machine, writeResults, log } from './lib.js';
 import { IDX, cifar10, loadIdxTask, loadTask, omniglotSmall1 } from './data.js';
 
 const MODES: { name: string; parts: TrainPart[]; search?: boolean }[] = [
@@ -120,11 +120,12 @@ export async function main(argv: string[]): Promise<void> {
       const op = `order,patch,head${suffix}`;
       const opGap = 100 * (m('full', op) - m('full', 'all'));
       const opShare = trainable(op) / trainable('all');
-      const oh = suffix ? [] : [m('few-shot', 'order,head')];
-      const shotBest = Math.max(...oh, m('few-shot', op));
+      // The few-shot target counts `order,head` too; it has no search variant here.
+      const shotModes = suffix ? [op] : ['order,head', op];
+      const shotBest = Math.max(...shotModes.map((mode) => m('few-shot', mode)));
       return [
         `- ${how}, training images: \`${op}\` − \`all\` = ${opGap.toFixed(1)} points, with ${(100 * opShare).toFixed(2)}% of its trainable parameters. Target (within 2 points at under 2%): ${opGap >= -2 && opShare < 0.02 ? 'met' : 'NOT met'}.`,
-        `- ${how}, ${SHOTS} per class: ${suffix ? `\`${op}\`` : `best of \`order,head\` / \`${op}\``} − \`all\` = ${(100 * (shotBest - m('few-shot', 'all'))).toFixed(1)} points. Target (beats \`all\`): ${shotBest > m('few-shot', 'all') ? 'met' : 'NOT met'}.`,
+        `- ${how}, ${SHOTS} per class: ${shotModes.length > 1 ? 'best of ' : ''}${shotModes.map((mode) => `\`${mode}\``).join(' / ')} − \`all\` = ${(100 * (shotBest - m('few-shot', 'all'))).toFixed(1)} points. Target (beats \`all\`): ${shotBest > m('few-shot', 'all') ? 'met' : 'NOT met'}.`,
         `- ${how}: \`${op}\` − \`patch,head\` (what learning the order adds over the patch on the selected order): ${(100 * (m('full', op) - m('full', 'patch,head'))).toFixed(1)} points with training images, ${(100 * (m('few-shot', op) - m('few-shot', 'patch,head'))).toFixed(1)} with ${SHOTS} per class. Steps moved (mean): ${mean(NEW_TASKS.flatMap((t) => rows.full[t][op]!.map((x) => x.moved))).toFixed(1)} of ${spec.steps}.`,
       ];
     });
@@ -187,7 +188,7 @@ export async function main(argv: string[]): Promise<void> {
             selectSteps,
             orderLearning: mode.search ? 'search' : 'gradient',
           });
-          shared ??= sameInit(r.initialisedFrom);
+          shared ??= r.init;
           const x = r.metrics!;
           const row: Row = { acc: x.hard, trainable: r.trainable.trainable, share: r.trainable.share, initialisedFrom: r.initialisedFrom, moved: x.changedSteps ?? 0 };
           rows[regime][task][mode.name]!.push(row);

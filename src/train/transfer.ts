@@ -63,6 +63,11 @@ export interface TransferResult {
   trainable: TrainableSummary;
   /** Where the order started (`task:<name>` or `random`) and the candidates' validation accuracy. */
   initialisedFrom: string;
+  /**
+   * The same starting point as an `init`: another transfer of this task with it starts from the
+   * same order without selecting again (a random order is seeded, so `random` reproduces it).
+   */
+  init: Exclude<TransferInit, 'select'>;
   candidates: Record<string, number>;
   /** With `orderLearning: 'search'`: the orders kept, from the initial one (1-based, with validation accuracy), and how many were scored. */
   search?: { path: { order: string; accuracy: number }[]; scored: number };
@@ -217,5 +222,5 @@ export async function transferTask(base: CompNet, data: TaskSplits, o: TransferO
   net.task(o.task.name).tau = loop.tau;
   // "Steps moved" counts from the order the task started with, before any search.
   const metrics = data.test ? taskMetrics(net, o.task.name, data.test, initialOrder) : undefined;
-  return { net, loop, metrics, trainable, initialisedFrom: from ? `task:${from}` : 'random', candidates, search };
+  return { net, loop, metrics, trainable, initialisedFrom: from ? `task:${from}` : 'random', init: from ? { from } : 'random', candidates, search };
 }
