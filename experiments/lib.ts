@@ -43,14 +43,15 @@ export function budget(
   name: string,
   full: { train: number; epochs: number },
   quick: { train: number; epochs: number },
-  /** Further flags that change the run (e.g. `channels`): their values join the results name. */
+  /** Further flags that change the run (e.g. `channels`): the values of those given join the results name. */
   extra: { flag: string; value: number }[] = [],
 ): { train: number; epochs: number; resultsName: string } {
   if (args.quick) return { ...quick, resultsName: `${name}-quick` };
   const train = intFlag(args, 'train', full.train);
   const epochs = intFlag(args, 'epochs', full.epochs);
-  const given = ['train', 'epochs', ...extra.map((e) => e.flag)].some((f) => args.argv.includes(`--${f}`));
-  const suffix = [...extra.map((e) => `${e.flag[0]}${e.value}`), `${train}x${epochs}`].join('-');
+  const has = (flag: string) => args.argv.includes(`--${flag}`);
+  const given = ['train', 'epochs', ...extra.map((e) => e.flag)].some(has);
+  const suffix = [...extra.filter((e) => has(e.flag)).map((e) => `${e.flag[0]}${e.value}`), `${train}x${epochs}`].join('-');
   return { train, epochs, resultsName: given ? `${name}-${suffix}` : name };
 }
 

@@ -12,9 +12,9 @@
  * and regime among the pretrained tasks' orders and a random one (short head-only fit, held-out
  * accuracy) and shared by all modes, as in E1.
  *
- * `npm run experiment -- transfer [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--channels C] [--steps L]`
- * (pretraining images per task and epochs, width and depth; a run with any of these flags writes
- * `results/transfer-c<C>-s<L>-<train>x<epochs>.md`).
+ * `npm run experiment -- transfer [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--channels C] [--steps L] [--min-steps S]`
+ * (pretraining images per task and epochs, width and depth, and a floor on every transfer's
+ * optimizer steps; a run with any of these flags writes `results/transfer-[c<C>-][s<L>-][m<S>-]<train>x<epochs>.md`).
  */
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -66,9 +66,13 @@ export async function main(argv: string[]): Promise<void> {
   // network's width C and depth L: the model patch's share of the model shrinks as 1/C.
   const channels = q ? 32 : intFlag(args, 'channels', 32);
   const steps = q ? 6 : intFlag(args, 'steps', 6);
+  // An epoch budget gives a small task few optimizer steps (Omniglot's ~300 images: 15 steps in
+  // 3 epochs), so `--min-steps S` raises every transfer's epochs until it makes at least S steps.
+  const minSteps = q ? 1 : intFlag(args, 'min-steps', 1);
   const pretrain = budget(args, 'transfer', { train: 1000, epochs: 3 }, { train: 400, epochs: 1 }, [
     { flag: 'channels', value: channels },
     { flag: 'steps', value: steps },
+    { flag: 'min-steps', value: minSteps },
   ]);
   const preLimit = { train: pretrain.train, test: q ? 300 : 1000 };
   const newLimit = q ? { train: 300, test: 300 } : { train: 600, test: 1000 };
@@ -80,8 +84,11 @@ export async function main(argv: string[]): Promise<void> {
   const spec: ModelSpec = { inputChannels: 3, channels, blocks: 4, steps, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' };
   const base = (seed: number, epochs: number): MultitaskSettings => ({ ...DEFAULT_TRAIN, optimizer: 'adam', epochs, seed });
   // As in E1: a new task has few steps to fit its head, so head and patch get a 5x higher rate.
-  const transferSettings = (seed: number, regime: Regime): MultitaskSettings =>
-    regime === 'full' ? { ...base(seed, fullEpochs), lr: 0.01 } : { ...base(seed, shotEpochs), lr: 0.01, batchSize: 32 };
+  const transferSettings = (seed: number, regime: Regime, trainImages: number): MultitaskSettings => {
+    const [epochs, batchSize] = regime === 'full' ? [fullEpochs, 64] : [shotEpochs, 32];
+    const stepsPerEpoch = Math.ceil(trainImages / batchSize);
+    return { ...base(seed, Math.max(epochs, Math.ceil(minSteps / stepsPerEpoch))), lr: 0.01, batchSize };
+  };
   const t0 = performance.now();
 
   /** acc[regime][task][mode] = per-seed rows. */
@@ -136,7 +143,7 @@ export async function main(argv: string[]): Promise<void> {
       '',
       `Protocol: pool of N = ${spec.blocks} inverted-residual blocks, L = ${spec.steps}, C = ${spec.channels}, inputs 32x32x3, pretrained jointly on MNIST, Fashion-MNIST 0–4 and CIFAR-10 0–4 ` +
         `(${preLimit.train} training images each, ${preEpochs} epochs, compnet's defaults). New tasks: Fashion-MNIST 5–9, CIFAR-10 5–9, USPS (${newLimit.train} training images at most, ${fullEpochs} epochs, batch 64) ` +
-        `and Omniglot Greek (24 characters × 20 drawings; 25% test; the rest train/validation); ${SHOTS}-per-class regime: ${shotEpochs} epochs of batch 32. ` +
+        `and Omniglot Greek (24 characters × 20 drawings; 25% test; the rest train/validation); ${SHOTS}-per-class regime: ${shotEpochs} epochs of batch 32${minSteps > 1 ? `; in both regimes, more epochs where needed for at least ${minSteps} optimizer steps per transfer` : ''}. ` +
         `Transfer settings: lr 0.01 for head and patch (and for \`all\`), order lr ${DEFAULT_TRAIN.orderLr}; initial order selected once per task and regime (${selectSteps} head-only steps per candidate) and shared by all modes; the mode marked \`search\` learns the order by greedy single-step block swaps (each candidate scored by a short head-only fit and held-out accuracy, at most 2 sweeps), the others by gradient; ` +
         `test accuracy under the hard order, up to ${newLimit.test} test images. Mean ± std over seeds.`,
       '',
@@ -147,7 +154,7 @@ export async function main(argv: string[]): Promise<void> {
       '',
       ...pretrained.map((p) => `- seed ${p.seed}: ${Object.entries(p.acc).map(([t, a]) => `${t} ${(100 * a).toFixed(1)}% [${p.orders[t]}]`).join('; ')}`),
     ].join('\n');
-    writeResults(pretrain.resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, spec, preLimit, newLimit, preEpochs, fullEpochs, shotEpochs, selectSteps, pretrained, rows });
+    writeResults(pretrain.resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, spec, preLimit, newLimit, preEpochs, fullEpochs, shotEpochs, minSteps, selectSteps, pretrained, rows });
   };
 
   const done: number[] = [];
@@ -183,7 +190,7 @@ export async function main(argv: string[]): Promise<void> {
           const r = await transferTask(net, splits, {
             task: info,
             train: mode.parts,
-            settings: transferSettings(seed, regime),
+            settings: transferSettings(seed, regime, splits.train.n),
             init: shared ?? 'select',
             selectSteps,
             orderLearning: mode.search ? 'search' : 'gradient',
