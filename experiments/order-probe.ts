@@ -1,0 +1,48 @@
+/**
+ * Probe, not an experiment: E2's variant (c) (learned orders, weight mixing) at E2's 8x budget
+ * (4,000 images per task, 4 epochs), for one seed, under changed order-learning settings. It
+ * writes no results file; it prints each variant's hard (and soft) test accuracy, final orders,
+ * and the orders after every epoch. The README's E2 probe figures come from it.
+ *
+ * `THREADS=2 SEED=0 node --import tsx experiments/order-probe.ts VARIANT...`, each VARIANT a
+ * comma-separated key=value list (defaults: compnet's): `n` pool size, `init` (random | diagonal |
+ * random-onehot | perm: a random permutation of the blocks), `scale` initial logit scale, `olr`
+ * order learning rate, `st` fraction of training after which selection is straight-through,
+ * `taus`/`taumin` temperature start/end, `anneal`, `ent` entropy weight. Example: `n=4 n=7 init=perm taus=0.2,taumin=0.2`.
+ */
+import { CompNet, Order, trainMultitask, DEFAULT_TRAIN, type ModelSpec, type TaskData, torch } from '../src/index.js';
+import { Rng } from '../src/data/rng.js';
+import { IDX, cifar10, loadIdxTask } from './data.js';
+torch.setNumThreads(Number(process.env.THREADS ?? 2));
+const TASKS = ['mnist', 'fashion', 'usps', 'cifar10'] as const;
+const cifar = cifar10();
+const files = { mnist: IDX.mnist(), fashion: IDX.fashion(), usps: IDX.usps(), cifar10: cifar.files };
+const seed = Number(process.env.SEED ?? 0);
+const data = new Map<string, TaskData>(TASKS.map((t) => [t, loadIdxTask(t, files[t], { limit: { train: 4000, test: 2000 }, inputSize: 32, inputChannels: 3, seed })]));
+for (const s of process.argv.slice(2)) {
+  const v = Object.fromEntries(s.split(',').map((kv) => kv.split('=') as [string, string]));
+  const n = Number(v.n ?? 4);
+  const spec: ModelSpec = { inputChannels: 3, channels: 32, blocks: n, steps: 4, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' };
+  const net = CompNet.create(spec, { seed });
+  const rng = new Rng(seed ^ 0x0dde);
+  const perm = (): Order => {
+    // A random permutation of the blocks (cycled when L > N), one-hot logits of `scale`.
+    const blocks = rng.shuffle(Array.from({ length: n }, (_, b) => b));
+    return Order.fromSequence(Array.from({ length: 4 }, (_, l) => blocks[l % n]!), n, Number(v.scale ?? 1));
+  };
+  for (const t of TASKS) net.addTask({ name: t, labels: data.get(t)!.train.classNames, inputSize: 32, normalization: data.get(t)!.stats }, v.init === 'perm' ? { order: perm() } : { orderInit: (v.init ?? 'random') as never, orderScale: Number(v.scale ?? 1), random: () => rng.next() });
+  const t0 = performance.now();
+  const r = await trainMultitask(net, data, {
+    ...DEFAULT_TRAIN, optimizer: 'adam', epochs: 4, seed,
+    orderLr: Number(v.olr ?? DEFAULT_TRAIN.orderLr),
+    straightThroughFrom: Number(v.st ?? DEFAULT_TRAIN.straightThroughFrom),
+    tauMin: Number(v.taumin ?? DEFAULT_TRAIN.tauMin),
+    entropyWeight: Number(v.ent ?? DEFAULT_TRAIN.entropyWeight),
+    annealFraction: Number(v.anneal ?? DEFAULT_TRAIN.annealFraction),
+    tauStart: Number(v.taus ?? DEFAULT_TRAIN.tauStart),
+  });
+  const accs = TASKS.map((t) => r.metrics[t]!.hard * 100);
+  console.log(`seed ${seed} ${s}: ${TASKS.map((t, i) => `${t} ${accs[i]!.toFixed(1)} (soft ${(100 * r.metrics[t]!.soft).toFixed(1)}, moved ${r.metrics[t]!.changedSteps}) [${r.metrics[t]!.order}]`).join(', ')} mean ${(accs.reduce((a, b) => a + b) / 4).toFixed(1)} params ${net.parameterCounts().total} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+  for (const t of TASKS) console.log(`  ${t}: ${r.history.map((h) => h.tasks[t]!.order).join(' -> ')}`);
+  net.dispose();
+}
