@@ -1,5 +1,6 @@
 /** Shared helpers for experiment scripts: seeds, mean ± std, and writing results tables. */
 import { execSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { ensureDir, writeFileAtomic } from '../src/io/atomic.js';
@@ -7,6 +8,8 @@ import { LIBRARY_VERSION } from '../src/index.js';
 
 export interface ExperimentArgs {
   quick: boolean;
+  /** `--resume`: keep the seeds an interrupted run of the same command finished (see `resumed`). */
+  resume: boolean;
   seeds: number[];
   /** libtorch intra-op threads (`--threads N`, default 2: this machine's cores). */
   threads: number;
@@ -21,7 +24,7 @@ export function parseArgs(argv: string[]): ExperimentArgs {
   const t = argv.indexOf('--threads');
   const threads = t >= 0 ? Number(argv[t + 1]) : 2;
   if (!Number.isInteger(threads) || threads < 1) throw new Error('--threads must be a positive integer');
-  return { quick, seeds: Array.from({ length: n }, (_, k) => k), threads, argv };
+  return { quick, resume: argv.includes('--resume'), seeds: Array.from({ length: n }, (_, k) => k), threads, argv };
 }
 
 /** A positive integer flag `--name N`, or `fallback` when absent. */
@@ -91,9 +94,40 @@ export function writeResults(name: string, markdown: string, data: unknown): voi
 
 export const log = (s: string) => process.stderr.write(s + '\n');
 
-/** The command line that reproduces a run: `npm run experiment -- <name> <its arguments>`. */
+/** The command line that reproduces a run: `npm run experiment -- <name> <its arguments>` (`--resume` changes no result, so it is left out). */
 export function experimentCommand(name: string, args: ExperimentArgs): string {
-  return ['npm run experiment --', name, ...args.argv].join(' ');
+  return ['npm run experiment --', name, ...args.argv.filter((a) => a !== '--resume')].join(' ');
+}
+
+/** What every experiment's results JSON records about its run. */
+export interface RunRecord {
+  command: string;
+  seeds: number[];
+  wallSeconds: number;
+}
+
+/**
+ * With `--resume`, the results JSON of an earlier run of the same command (the seed count may
+ * differ, so a run can also be extended to more seeds), for the experiment to keep its finished
+ * seeds and run only the others. Each seed's run is seeded on its own, so a resumed run gives the
+ * same numbers as an uninterrupted one. Undefined without `--resume` or when no results exist yet.
+ */
+export function resumed<T extends RunRecord>(experiment: string, resultsName: string, args: ExperimentArgs): T | undefined {
+  if (!args.resume) return undefined;
+  const file = new URL(`../results/${resultsName}.json`, import.meta.url).pathname;
+  if (!existsSync(file)) {
+    log(`--resume: ${file} does not exist yet; starting from the first seed`);
+    return undefined;
+  }
+  const prev = JSON.parse(readFileSync(file, 'utf8')) as T;
+  const config = (command: string) => command.replace(/ --seeds \d+/, '');
+  const now = experimentCommand(experiment, args);
+  if (config(prev.command) !== config(now))
+    throw new Error(`--resume: ${file} was written by \`${prev.command}\`, not by this configuration (\`${now}\`); run without --resume to start again`);
+  const extra = prev.seeds.filter((s) => !args.seeds.includes(s));
+  if (extra.length) throw new Error(`--resume: ${file} holds seed(s) ${extra.join(', ')}, beyond this run's --seeds ${args.seeds.length}`);
+  log(`--resume: keeping seed(s) ${prev.seeds.join(', ')} from ${file}`);
+  return prev;
 }
 
 /** The first lines of every results table: command, machine and threads, wall time and seeds. */

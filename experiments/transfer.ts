@@ -12,9 +12,10 @@
  * and regime among the pretrained tasks' orders and a random one (short head-only fit, held-out
  * accuracy) and shared by all modes, as in E1.
  *
- * `npm run experiment -- transfer [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--channels C] [--steps L] [--min-steps S]`
+ * `npm run experiment -- transfer [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--channels C] [--steps L] [--min-steps S] [--resume]`
  * (pretraining images per task and epochs, width and depth, and a floor on every transfer's
- * optimizer steps; a run with any of these flags writes `results/transfer-[c<C>-][s<L>-][m<S>-]<train>x<epochs>.md`).
+ * optimizer steps; a run with any of these flags writes `results/transfer-[c<C>-][s<L>-][m<S>-]<train>x<epochs>.md`;
+ * `--resume` keeps the seeds an interrupted run of the same command finished).
  */
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -22,7 +23,7 @@ import { CompNet, trainMultitask, transferTask, takePerClass, DEFAULT_TRAIN, typ
 import { subset } from '../src/data/dataset.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
-import { experimentCommand, resultsHeader, parseArgs, intFlag, budget, pm, mean, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, intFlag, budget, pm, mean, machine, writeResults, resumed, log, type RunRecord } from './lib.js';
 import { IDX, cifar10, loadIdxTask, loadTask, omniglotSmall1 } from './data.js';
 
 const MODES: { name: string; parts: TrainPart[]; search?: boolean }[] = [
@@ -89,13 +90,15 @@ export async function main(argv: string[]): Promise<void> {
     const stepsPerEpoch = Math.ceil(trainImages / batchSize);
     return { ...base(seed, Math.max(epochs, Math.ceil(minSteps / stepsPerEpoch))), lr: 0.01, batchSize };
   };
-  const t0 = performance.now();
-
-  /** acc[regime][task][mode] = per-seed rows. */
-  const rows: Record<Regime, Record<NewTask, Record<string, Row[]>>> = Object.fromEntries(
-    REGIMES.map((r) => [r, Object.fromEntries(NEW_TASKS.map((t) => [t, Object.fromEntries(MODES.map((m) => [m.name, []]))]))]),
-  ) as never;
-  const pretrained: { seed: number; acc: Record<string, number>; orders: Record<string, string> }[] = [];
+  type Pretrained = { seed: number; acc: Record<string, number>; orders: Record<string, string> };
+  /** rows[regime][task][mode] = per-seed rows. */
+  type Rows = Record<Regime, Record<NewTask, Record<string, Row[]>>>;
+  const prev = resumed<RunRecord & { rows: Rows; pretrained: Pretrained[] }>('transfer', pretrain.resultsName, args);
+  // A resumed run's wall time adds the earlier run's.
+  const t0 = performance.now() - 1000 * (prev?.wallSeconds ?? 0);
+  const rows: Rows =
+    prev?.rows ?? (Object.fromEntries(REGIMES.map((r) => [r, Object.fromEntries(NEW_TASKS.map((t) => [t, Object.fromEntries(MODES.map((m) => [m.name, []]))]))])) as never);
+  const pretrained: Pretrained[] = prev?.pretrained ?? [];
 
   const report = (done: number[]) => {
     const wall = (performance.now() - t0) / 1000;
@@ -157,8 +160,9 @@ export async function main(argv: string[]): Promise<void> {
     writeResults(pretrain.resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, spec, preLimit, newLimit, preEpochs, fullEpochs, shotEpochs, minSteps, selectSteps, pretrained, rows });
   };
 
-  const done: number[] = [];
+  const done: number[] = prev?.seeds ?? [];
   for (const seed of args.seeds) {
+    if (done.includes(seed)) continue;
     const load = { inputSize: 32, inputChannels: 3 as const, seed };
     const pre = new Map<string, TaskData>([
       ['mnist', loadIdxTask('mnist', IDX.mnist(), { ...load, limit: preLimit })],
