@@ -85,11 +85,8 @@ export async function main(argv: string[]): Promise<void> {
   const spec: ModelSpec = { inputChannels: 3, channels, blocks: 4, steps, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' };
   const base = (seed: number, epochs: number): MultitaskSettings => ({ ...DEFAULT_TRAIN, optimizer: 'adam', epochs, seed });
   // As in E1: a new task has few steps to fit its head, so head and patch get a 5x higher rate.
-  const transferSettings = (seed: number, regime: Regime, trainImages: number): MultitaskSettings => {
-    const [epochs, batchSize] = regime === 'full' ? [fullEpochs, 64] : [shotEpochs, 32];
-    const stepsPerEpoch = Math.ceil(trainImages / batchSize);
-    return { ...base(seed, Math.max(epochs, Math.ceil(minSteps / stepsPerEpoch))), lr: 0.01, batchSize };
-  };
+  const transferSettings = (seed: number, regime: Regime): MultitaskSettings =>
+    regime === 'full' ? { ...base(seed, fullEpochs), lr: 0.01, batchSize: 64, minSteps } : { ...base(seed, shotEpochs), lr: 0.01, batchSize: 32, minSteps };
   type Pretrained = { seed: number; acc: Record<string, number>; orders: Record<string, string> };
   /** rows[regime][task][mode] = per-seed rows. */
   type Rows = Record<Regime, Record<NewTask, Record<string, Row[]>>>;
@@ -194,7 +191,7 @@ export async function main(argv: string[]): Promise<void> {
           const r = await transferTask(net, splits, {
             task: info,
             train: mode.parts,
-            settings: transferSettings(seed, regime, splits.train.n),
+            settings: transferSettings(seed, regime),
             init: shared ?? 'select',
             selectSteps,
             orderLearning: mode.search ? 'search' : 'gradient',

@@ -213,7 +213,7 @@ test('the adapted task saves and loads like any task', async () => {
   rmSync(dir, { recursive: true });
 });
 
-test('compnet train with domains sharing a head, then compnet adapt, eval and inspect on the target', async () => {
+test('compnet train with domains sharing a head, then compnet adapt, eval and inspect on the target, and compnet transfer with --min-steps', async () => {
   const dir = tmp();
   const model = join(dir, 'm');
   const config = parseConfig(
@@ -266,6 +266,13 @@ test('compnet train with domains sharing a head, then compnet adapt, eval and in
   assert.match(r.stderr, /--objective: expected infomax, entropy or select, got 'nope'/);
   r = run('adapt', '--help');
   assert.match(r.stdout, /Usage: compnet adapt/);
+  // The same file as a labelled transfer: 120 training images at batch 32 are 4 steps per epoch,
+  // so a floor of 20 steps raises the file's 2 epochs to 5.
+  r = run('transfer', model, '--task', targetFile, '--train', 'order,head', '--out', join(dir, 'm3'), '--min-steps', '20');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /for 5 epochs x 4 steps/);
+  assert.match(r.stdout, /trainable: order \d+, head \d+/);
+  assert.deepEqual(readManifest(join(dir, 'm3')).tasks.map((t) => t.name), ['mnist', 'usps', 'mnist16']);
   rmSync(dir, { recursive: true });
 });
 

@@ -373,7 +373,7 @@ describe('config', () => {
         { name: 'b', data: { format: 'csv' } },
         { name: 'c', data: { format: 'idx', trainImages: 'x' }, fit: 'crop' },
       ],
-      train: { lr: -1 },
+      train: { lr: -1, minSteps: 0 },
     };
     let msg = '';
     assert.throws(() => parseConfig(bad, 'config.json'), (e: Error) => ((msg = e.message), true));
@@ -389,6 +389,7 @@ describe('config', () => {
     }
     assert.ok(lines.some((l) => l.startsWith('config.json: tasks[2].fit: ')), msg);
     assert.ok(lines.some((l) => l.startsWith('config.json: train.lr: ')), msg);
+    assert.ok(lines.some((l) => l.startsWith('config.json: train.minSteps: ')), msg);
     assert.ok(lines.every((l) => l.startsWith('config.json: ')));
   });
 

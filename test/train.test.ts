@@ -69,6 +69,21 @@ test('the same seed gives the same loss curve', async () => {
   assert.deepEqual(curves[0], curves[1]);
 });
 
+test('minSteps raises the epochs of a small dataset until training makes that many steps', async () => {
+  // 192 training images per task at batch 16: 12 steps per epoch, so 30 steps need 3 epochs.
+  const { net, data } = twoTasks(3);
+  let planned = { epochs: 0, stepsPerEpoch: 0 };
+  const reporter: Reporter = { ...silentReporter, begin: (o) => void (planned = o) };
+  const r = await trainMultitask(net, data, settings({ epochs: 1, minSteps: 30 }), { reporter });
+  assert.equal(planned.stepsPerEpoch, 12);
+  assert.equal(r.history.length, 3);
+  assert.equal(planned.epochs, 3);
+  // A floor below the epoch budget changes nothing.
+  const s = await trainMultitask(net, data, settings({ epochs: 2, minSteps: 5 }), { reporter: silentReporter });
+  assert.equal(s.history.length, 2);
+  net.dispose();
+});
+
 test('live tensors and resident memory do not grow over 200 training steps', async () => {
   const { net, data } = twoTasks(2);
   const live: number[] = [];

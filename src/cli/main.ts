@@ -52,6 +52,7 @@ program
   .option('-o, --out <dir>', 'where to save the model with the new task (default: in place; required for --train all)')
   .option('--init <how>', 'initial order: select (best existing task order on held-out data; default) | random | task:NAME')
   .option('--order-search', 'learn the order by a greedy search over single-step block swaps scored on held-out data, instead of by gradient')
+  .option('--min-steps <n>', "at least this many optimizer steps: raises the task file's epochs for a small dataset", int('--min-steps'))
   .action((model, o) => transferCommand(model, o));
 
 program

@@ -19,7 +19,7 @@ function parseInit(v: string | undefined): TransferInit | undefined {
   throw new Error(`--init: expected select, random or task:NAME, got '${v}'`);
 }
 
-export async function transferCommand(model: string, o: { task: string; train: string; out?: string; init?: string; orderSearch?: boolean }): Promise<void> {
+export async function transferCommand(model: string, o: { task: string; train: string; out?: string; init?: string; orderSearch?: boolean; minSteps?: number }): Promise<void> {
   const parts = parseTrainParts(o.train);
   if (o.orderSearch && !parts.includes('order')) throw new Error(`--order-search learns the order: --train must include 'order' (got ${o.train})`);
   const dest = o.out ?? model;
@@ -36,7 +36,7 @@ export async function transferCommand(model: string, o: { task: string; train: s
     inputChannels: base.spec.inputChannels as 1 | 3,
   };
   const data = loadRecordedData(rec);
-  const settings = tf.train;
+  const settings = o.minSteps === undefined ? tf.train : { ...tf.train, minSteps: o.minSteps };
   out(`transfer '${tf.task.name}' onto ${model} (pool ${manifest.poolHash.slice(0, 12)}…), training: ${parts.join(', ')}`);
   const r = await transferTask(base, data, {
     task: { name: tf.task.name, labels: data.train.classNames, inputSize: data.train.size, normalization: data.stats, head: tf.task.head },

@@ -153,6 +153,8 @@ export const TaskSchema = z
 export const TrainSchema = z
   .strictObject({
     epochs: posInt.default(DEFAULT_TRAIN.epochs),
+    /** Raises `epochs` until training makes at least this many optimizer steps (for small datasets). */
+    minSteps: posInt.optional(),
     batchSize: posInt.default(DEFAULT_TRAIN.batchSize),
     lr: z.number().gt(0).default(DEFAULT_TRAIN.lr),
     orderLr: z.number().min(0).default(DEFAULT_TRAIN.orderLr),

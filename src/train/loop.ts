@@ -42,6 +42,12 @@ export interface LoopSettings {
   optimizer: 'adam' | 'adamw' | 'sgd';
   /** Steps per epoch (default: enough for the largest task's training set). */
   stepsPerEpoch?: number;
+  /**
+   * Least number of optimizer steps: the epochs are raised until epochs × steps per epoch reach
+   * it. An epoch budget alone starves a small dataset (300 images at batch 64 make 15 steps in
+   * 3 epochs), too few for a new head or order to fit.
+   */
+  minSteps?: number;
   /** Batches used to re-estimate hard-order batch-norm statistics at validation / at the end. */
   recalibrationBatches?: { epoch: number; final: number };
 }
@@ -121,13 +127,14 @@ export function epochTau(s: LoopSettings, epoch: number): number {
 
 /** Runs the loop; leaves the network at its best epoch with hard statistics re-estimated. */
 export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult> {
-  const s = spec.settings;
   const reporter = spec.reporter ?? silentReporter;
   for (const t of spec.tasks) {
     net.task(t);
     if (!spec.data.has(t)) throw new Error(`no data for task '${t}'`);
   }
-  const stepsPerEpoch = s.stepsPerEpoch ?? Math.max(...spec.tasks.map((t) => Math.ceil(spec.data.get(t)!.train.n / s.batchSize)));
+  const { batchSize, minSteps = 1 } = spec.settings;
+  const stepsPerEpoch = spec.settings.stepsPerEpoch ?? Math.max(...spec.tasks.map((t) => Math.ceil(spec.data.get(t)!.train.n / batchSize)));
+  const s: LoopSettings = { ...spec.settings, epochs: Math.max(spec.settings.epochs, Math.ceil(minSteps / stepsPerEpoch)) };
   const total = s.epochs * stepsPerEpoch;
   const opt = new Optimizer(spec.groups, { kind: s.optimizer });
   const baseLr = spec.groups.map((g) => g.lr);

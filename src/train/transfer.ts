@@ -125,7 +125,7 @@ async function scoreOrder(net: CompNet, o: TransferOptions, data: TaskSplits, or
   const probe = `${o.task.name}.probe`;
   addFresh(net, { ...o.task, name: probe, head: undefined }, order, o.settings.seed);
   if (patchFrom) net.copyPatch(patchFrom, probe);
-  const settings = { ...o.settings, epochs: 1, stepsPerEpoch: o.selectSteps ?? 60, recalibrationBatches: { epoch: 5, final: 5 } };
+  const settings = { ...o.settings, epochs: 1, stepsPerEpoch: o.selectSteps ?? 60, minSteps: undefined, recalibrationBatches: { epoch: 5, final: 5 } };
   const d = new Map([[probe, data]]);
   await frozenExcept(net, net.taskParameters(probe).head, () =>
     runLoop(net, { tasks: [probe], data: d, groups: [{ name: 'head', params: net.taskParameters(probe).head, lr: o.settings.lr * 5, weightDecay: 0 }], settings, reporter: silentReporter }),
