@@ -85,8 +85,10 @@ export async function main(argv: string[]): Promise<void> {
   const spec: ModelSpec = { inputChannels: 3, channels, blocks: 4, steps, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' };
   const base = (seed: number, epochs: number): MultitaskSettings => ({ ...DEFAULT_TRAIN, optimizer: 'adam', epochs, seed });
   // As in E1: a new task has few steps to fit its head, so head and patch get a 5x higher rate.
-  const transferSettings = (seed: number, regime: Regime): MultitaskSettings =>
-    regime === 'full' ? { ...base(seed, fullEpochs), lr: 0.01, batchSize: 64, minSteps } : { ...base(seed, shotEpochs), lr: 0.01, batchSize: 32, minSteps };
+  const transferSettings = (seed: number, regime: Regime): MultitaskSettings => {
+    const [epochs, batchSize] = regime === 'full' ? [fullEpochs, 64] : [shotEpochs, 32];
+    return { ...base(seed, epochs), lr: 0.01, batchSize, minSteps };
+  };
   type Pretrained = { seed: number; acc: Record<string, number>; orders: Record<string, string> };
   /** rows[regime][task][mode] = per-seed rows. */
   type Rows = Record<Regime, Record<NewTask, Record<string, Row[]>>>;
