@@ -21,8 +21,8 @@ import { Rng } from '../src/data/rng.js';
 import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, log } from './lib.js';
 import { IDX, cifar10, loadIdxTask, type IdxFiles } from './data.js';
 
-const TASKS = ['mnist', 'fashion', 'usps', 'cifar10'] as const;
-type Task = (typeof TASKS)[number];
+export const TASKS = ['mnist', 'fashion', 'usps', 'cifar10'] as const;
+export type Task = (typeof TASKS)[number];
 const TITLE: Record<Task, string> = { mnist: 'MNIST', fashion: 'Fashion-MNIST', usps: 'USPS', cifar10: 'CIFAR-10' };
 
 interface Variant {
@@ -41,6 +41,18 @@ const VARIANTS: Variant[] = [
   { key: 'd', title: '(d) compnet, learned orders, output mixing', mixing: 'output' },
 ];
 
+/** E2's network: a pool of `blocks` inverted-residual blocks (4 in E2), L = 4, C = 32, 32x32x3 inputs. */
+export const e2Spec = (blocks = 4): ModelSpec => ({ inputChannels: 3, channels: 32, blocks, steps: 4, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' });
+
+/** E2's four tasks for one seed at 32x32x3, and each task's class names (CIFAR-10's by name). */
+export function loadE2Tasks(seed: number, limit: { train: number; test: number }): { data: Map<Task, TaskData>; labelsOf: (t: Task) => string[] } {
+  const cifar = cifar10();
+  const files: Record<Task, IdxFiles> = { mnist: IDX.mnist(), fashion: IDX.fashion(), usps: IDX.usps(), cifar10: cifar.files };
+  const data = new Map<Task, TaskData>(TASKS.map((t) => [t, loadIdxTask(t, files[t], { limit, inputSize: 32, inputChannels: 3, seed })]));
+  const labelsOf = (t: Task) => (t === 'cifar10' ? data.get(t)!.train.classNames.map((c) => cifar.classNames[Number(c)] ?? c) : data.get(t)!.train.classNames);
+  return { data, labelsOf };
+}
+
 interface Run {
   acc: Record<Task, number>;
   orders: Record<Task, string>;
@@ -51,13 +63,11 @@ export async function main(argv: string[]): Promise<void> {
   const args = parseArgs(argv);
   const q = args.quick;
   torch.setNumThreads(args.threads);
-  const cifar = cifar10();
-  const files: Record<Task, IdxFiles> = { mnist: IDX.mnist(), fashion: IDX.fashion(), usps: IDX.usps(), cifar10: cifar.files };
   // The default is sized to run in about an hour on one core (output mixing runs all four blocks
   // at every step); `--train/--epochs` buy more steps where the machine allows.
   const { train, epochs, resultsName } = budget(args, 'multitask', { train: 1000, epochs: 3 }, { train: 400, epochs: 1 });
   const limit = { train, test: q ? 300 : 2000 };
-  const spec: ModelSpec = { inputChannels: 3, channels: 32, blocks: 4, steps: 4, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' };
+  const spec = e2Spec();
   const identity = Order.fromSequence([0, 1, 2, 3], spec.blocks);
   const t0 = performance.now();
   const runs: Record<string, Run[]> = Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
@@ -107,8 +117,7 @@ export async function main(argv: string[]): Promise<void> {
 
   const done: number[] = [];
   for (const seed of args.seeds) {
-    const data = new Map<Task, TaskData>(TASKS.map((t) => [t, loadIdxTask(t, files[t], { limit, inputSize: 32, inputChannels: 3, seed })]));
-    const labelsOf = (t: Task) => (t === 'cifar10' ? data.get(t)!.train.classNames.map((c) => cifar.classNames[Number(c)] ?? c) : data.get(t)!.train.classNames);
+    const { data, labelsOf } = loadE2Tasks(seed, limit);
     for (const v of VARIANTS) {
       const t1 = performance.now();
       const settings: MultitaskSettings = { ...DEFAULT_TRAIN, optimizer: 'adam', epochs, seed, ...(v.fixed ? { orderLr: 0 } : {}) };

@@ -10,27 +10,23 @@
  * order learning rate, `st` fraction of training after which selection is straight-through,
  * `taus`/`taumin` temperature start/end, `anneal`, `ent` entropy weight. Example: `n=4 n=7 init=perm taus=0.2,taumin=0.2`.
  */
-import { CompNet, Order, trainMultitask, DEFAULT_TRAIN, type ModelSpec, type TaskData, torch } from '../src/index.js';
+import { CompNet, Order, trainMultitask, DEFAULT_TRAIN, torch } from '../src/index.js';
 import { Rng } from '../src/data/rng.js';
-import { IDX, cifar10, loadIdxTask } from './data.js';
+import { TASKS, e2Spec, loadE2Tasks } from './multitask.js';
 torch.setNumThreads(Number(process.env.THREADS ?? 2));
-const TASKS = ['mnist', 'fashion', 'usps', 'cifar10'] as const;
-const cifar = cifar10();
-const files = { mnist: IDX.mnist(), fashion: IDX.fashion(), usps: IDX.usps(), cifar10: cifar.files };
 const seed = Number(process.env.SEED ?? 0);
-const data = new Map<string, TaskData>(TASKS.map((t) => [t, loadIdxTask(t, files[t], { limit: { train: 4000, test: 2000 }, inputSize: 32, inputChannels: 3, seed })]));
+const { data, labelsOf } = loadE2Tasks(seed, { train: 4000, test: 2000 });
 for (const s of process.argv.slice(2)) {
   const v = Object.fromEntries(s.split(',').map((kv) => kv.split('=') as [string, string]));
   const n = Number(v.n ?? 4);
-  const spec: ModelSpec = { inputChannels: 3, channels: 32, blocks: n, steps: 4, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' };
-  const net = CompNet.create(spec, { seed });
+  const net = CompNet.create(e2Spec(n), { seed });
   const rng = new Rng(seed ^ 0x0dde);
   const perm = (): Order => {
     // A random permutation of the blocks (cycled when L > N), one-hot logits of `scale`.
     const blocks = rng.shuffle(Array.from({ length: n }, (_, b) => b));
     return Order.fromSequence(Array.from({ length: 4 }, (_, l) => blocks[l % n]!), n, Number(v.scale ?? 1));
   };
-  for (const t of TASKS) net.addTask({ name: t, labels: data.get(t)!.train.classNames, inputSize: 32, normalization: data.get(t)!.stats }, v.init === 'perm' ? { order: perm() } : { orderInit: (v.init ?? 'random') as never, orderScale: Number(v.scale ?? 1), random: () => rng.next() });
+  for (const t of TASKS) net.addTask({ name: t, labels: labelsOf(t), inputSize: 32, normalization: data.get(t)!.stats }, v.init === 'perm' ? { order: perm() } : { orderInit: (v.init ?? 'random') as never, orderScale: Number(v.scale ?? 1), random: () => rng.next() });
   const t0 = performance.now();
   const r = await trainMultitask(net, data, {
     ...DEFAULT_TRAIN, optimizer: 'adam', epochs: 4, seed,
