@@ -130,6 +130,9 @@ export function resumed<T extends RunRecord>(experiment: string, resultsName: st
   return prev;
 }
 
+/** The start time of a run's wall clock: a resumed run's wall time adds the earlier run's. */
+export const startedAt = (prev?: RunRecord): number => performance.now() - 1000 * (prev?.wallSeconds ?? 0);
+
 /** The first lines of every results table: command, machine and threads, wall time and seeds. */
 export function resultsHeader(name: string, args: ExperimentArgs, done: number[], wallSeconds: number): string[] {
   return [

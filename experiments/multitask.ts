@@ -10,7 +10,7 @@
  * multi-task variant draws one batch from every task, so each task sees the same number of
  * batches as its independent network.
  *
- * `npm run experiment -- multitask [--quick] [--seeds N] [--threads N] [--train N] [--epochs N]`
+ * `npm run experiment -- multitask [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--resume]`
  * (`--train`: training images per task; a run with either budget flag writes
  * `results/multitask-<train>x<epochs>.md`).
  */
@@ -18,7 +18,7 @@ import { pathToFileURL } from 'node:url';
 import { CompNet, Order, trainMultitask, DEFAULT_TRAIN, type MultitaskSettings, type ModelSpec, type TaskData, torch } from '../src/index.js';
 import { table } from '../src/report/table.js';
 import { Rng } from '../src/data/rng.js';
-import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, resumed, startedAt, log, type RunRecord } from './lib.js';
 import { IDX, cifar10, loadIdxTask, type IdxFiles } from './data.js';
 
 export const TASKS = ['mnist', 'fashion', 'usps', 'cifar10'] as const;
@@ -69,9 +69,10 @@ export async function main(argv: string[]): Promise<void> {
   const limit = { train, test: q ? 300 : 2000 };
   const spec = e2Spec();
   const identity = Order.fromSequence([0, 1, 2, 3], spec.blocks);
-  const t0 = performance.now();
-  const runs: Record<string, Run[]> = Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
-  const params: Record<string, { total: number; perTask: number }> = {};
+  const prev = resumed<RunRecord & { runs: Record<string, Run[]>; params: Record<string, { total: number; perTask: number }> }>('multitask', resultsName, args);
+  const t0 = startedAt(prev);
+  const runs: Record<string, Run[]> = prev?.runs ?? Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
+  const params: Record<string, { total: number; perTask: number }> = prev?.params ?? {};
 
   const report = (done: number[]) => {
     const wall = (performance.now() - t0) / 1000;
@@ -115,8 +116,9 @@ export async function main(argv: string[]): Promise<void> {
     writeResults(resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, limit, epochs, spec, params, runs });
   };
 
-  const done: number[] = [];
+  const done: number[] = prev?.seeds ?? [];
   for (const seed of args.seeds) {
+    if (done.includes(seed)) continue;
     const { data, labelsOf } = loadE2Tasks(seed, limit);
     for (const v of VARIANTS) {
       const t1 = performance.now();

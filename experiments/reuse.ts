@@ -12,7 +12,7 @@
  * selection, temperature annealing, entropy penalty). Every variant has its own per-step
  * batch-norm patch, so the per-task parameters grow with L; the table reports them apart.
  *
- * `npm run experiment -- reuse [--quick] [--seeds N] [--threads N] [--train N] [--epochs N]`:
+ * `npm run experiment -- reuse [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--resume]`:
  * `--train` (training images, default 4000) and `--epochs` (default 5) set the budget; a run with
  * either writes `results/reuse-<train>x<epochs>.md`, so runs at other budgets sit side by side.
  */
@@ -20,7 +20,7 @@ import { pathToFileURL } from 'node:url';
 import { CompNet, Order, trainMultitask, DEFAULT_TRAIN, type MultitaskSettings, type ModelSpec, type TaskData, torch } from '../src/index.js';
 import { table } from '../src/report/table.js';
 import { Rng } from '../src/data/rng.js';
-import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, std, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, std, machine, writeResults, resumed, startedAt, log, type RunRecord } from './lib.js';
 import { cifar10, loadIdxTask } from './data.js';
 
 interface Variant {
@@ -58,9 +58,10 @@ export async function main(argv: string[]): Promise<void> {
   const limit = { train, test: q ? 300 : 2000 };
   const base = { inputChannels: 3, channels: 32, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' } as const;
   const specOf = (v: Variant): ModelSpec => ({ ...base, blocks: v.blocks, steps: v.steps });
-  const t0 = performance.now();
-  const runs: Record<string, Run[]> = Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
-  const cost: Record<string, { shared: number; task: number; total: number; flops: number }> = {};
+  const prev = resumed<RunRecord & { runs: Record<string, Run[]>; cost: Record<string, { shared: number; task: number; total: number; flops: number }> }>('reuse', resultsName, args);
+  const t0 = startedAt(prev);
+  const runs: Record<string, Run[]> = prev?.runs ?? Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
+  const cost: Record<string, { shared: number; task: number; total: number; flops: number }> = prev?.cost ?? {};
 
   const report = (done: number[]) => {
     const wall = (performance.now() - t0) / 1000;
@@ -101,8 +102,9 @@ export async function main(argv: string[]): Promise<void> {
     writeResults(resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, limit, epochs, variants: VARIANTS, cost, runs });
   };
 
-  const done: number[] = [];
+  const done: number[] = prev?.seeds ?? [];
   for (const seed of args.seeds) {
+    if (done.includes(seed)) continue;
     const data: TaskData = loadIdxTask('cifar10', files, { limit, inputSize: 32, inputChannels: 3, seed });
     const labels = data.train.classNames.map((c) => classNames[Number(c)] ?? c);
     for (const v of VARIANTS) {

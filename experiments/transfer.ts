@@ -23,7 +23,7 @@ import { CompNet, trainMultitask, transferTask, takePerClass, DEFAULT_TRAIN, typ
 import { subset } from '../src/data/dataset.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
-import { experimentCommand, resultsHeader, parseArgs, intFlag, budget, pm, mean, machine, writeResults, resumed, log, type RunRecord } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, intFlag, budget, pm, mean, machine, writeResults, resumed, startedAt, log, type RunRecord } from './lib.js';
 import { IDX, cifar10, loadIdxTask, loadTask, omniglotSmall1 } from './data.js';
 
 const MODES: { name: string; parts: TrainPart[]; search?: boolean }[] = [
@@ -93,8 +93,7 @@ export async function main(argv: string[]): Promise<void> {
   /** rows[regime][task][mode] = per-seed rows. */
   type Rows = Record<Regime, Record<NewTask, Record<string, Row[]>>>;
   const prev = resumed<RunRecord & { rows: Rows; pretrained: Pretrained[] }>('transfer', pretrain.resultsName, args);
-  // A resumed run's wall time adds the earlier run's.
-  const t0 = performance.now() - 1000 * (prev?.wallSeconds ?? 0);
+  const t0 = startedAt(prev);
   const rows: Rows =
     prev?.rows ?? (Object.fromEntries(REGIMES.map((r) => [r, Object.fromEntries(NEW_TASKS.map((t) => [t, Object.fromEntries(MODES.map((m) => [m.name, []]))]))])) as never);
   const pretrained: Pretrained[] = prev?.pretrained ?? [];
