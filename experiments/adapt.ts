@@ -31,7 +31,7 @@
  * folder (`$COMPNET_EXPERIMENT_CACHE/e4`, see experiments/data.ts) and all five domains are written
  * there as IDX files, which `loadTaskData` reads like any `{"format": "idx"}` source.
  *
- * `npm run experiment -- adapt [--quick] [--seeds N]` (or `npx tsx experiments/adapt.ts ...`).
+ * `npm run experiment -- adapt [--quick] [--seeds N] [--resume]` (or `npx tsx experiments/adapt.ts ...`).
  */
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -42,7 +42,7 @@ import { readIdxPair } from '../src/data/idx.js';
 import { readImageFile, pickImages, type ImageBatch } from '../src/data/images.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
-import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, resumed, startedAt, log, type RunRecord } from './lib.js';
 import { CACHE as EXPERIMENT_CACHE, SHARED, IDX, cached, cachedFiles, entryWith, loadIdxTask, range, requireShared, untar, writePair, type IdxFiles } from './data.js';
 
 const CACHE = join(EXPERIMENT_CACHE, 'e4');
@@ -173,12 +173,14 @@ export async function main(argv: string[]): Promise<void> {
   const sourceEpochs = q ? 1 : 4;
   const adaptEpochs = q ? 1 : 2;
   const train = (seed: number, epochs: number): MultitaskSettings => ({ ...DEFAULT_TRAIN, optimizer: 'adam', epochs, seed });
-  const t0 = performance.now();
-
   /** acc[target][method] = per-seed hard test accuracy. */
-  const acc: Record<string, Record<string, number[]>> = Object.fromEntries(TARGETS.map((t) => [t, Object.fromEntries(METHODS.map((m) => [m, []]))]));
-  const orders: Record<string, { seed: number; sources: Record<string, string>; targets: Record<string, string>; singles: Record<string, { acc: number; entropy: number }> }[]> = {};
-  const details: unknown[] = [];
+  type Accuracy = Record<string, Record<string, number[]>>;
+  type Orders = Record<string, { seed: number; sources: Record<string, string>; targets: Record<string, string>; singles: Record<string, { acc: number; entropy: number }> }[]>;
+  const prev = resumed<RunRecord & { accuracy: Accuracy; orders: Orders; details: unknown[] }>('adapt', q ? 'adapt-quick' : 'adapt', args);
+  const t0 = startedAt(prev);
+  const acc: Accuracy = prev?.accuracy ?? Object.fromEntries(TARGETS.map((t) => [t, Object.fromEntries(METHODS.map((m) => [m, []]))]));
+  const orders: Orders = prev?.orders ?? {};
+  const details: unknown[] = prev?.details ?? [];
 
   /** Writes the tables for the seeds finished so far (after every seed, so a long run loses nothing). */
   const writeAll = (done: number[]): void => {
@@ -236,8 +238,9 @@ export async function main(argv: string[]): Promise<void> {
 
   };
 
-  const done: number[] = [];
+  const done: number[] = prev?.seeds ?? [];
   for (const seed of args.seeds) {
+    if (done.includes(seed)) continue;
     log(`seed ${seed}: loading ${DOMAINS.length} domains (${limit.train} training images each)`);
     const data = new Map<Domain, TaskData>(DOMAINS.map((d) => [d, loadDomain(d, files[d], limit, seed)]));
     for (const target of TARGETS) {

@@ -3,6 +3,8 @@
  * 10 binary tasks (random class pairs, fixed by the seed); the pool is trained jointly on the
  * first 4, then each of the other 6 is learned over the frozen pool by each `--train` mode, and
  * from scratch. Reports the average accuracy over the 6 transferred tasks, mean ± std over seeds.
+ *
+ * `npm run experiment -- lifelong [--quick] [--seeds N] [--threads N] [--resume]`
  */
 import { existsSync } from 'node:fs';
 import {
@@ -21,7 +23,7 @@ import {
 } from '../src/index.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
-import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, log } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, resumed, startedAt, log, type RunRecord } from './lib.js';
 
 const FMNIST = '/usr/share/datasets/fashion-mnist';
 const CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
@@ -91,14 +93,15 @@ export async function main(argv: string[]): Promise<void> {
   const transferSettings = (seed: number): MultitaskSettings => ({ ...base(seed, transferEpochs), lr: 0.01 });
   const jointEpochs = q ? 2 : 3;
   const transferEpochs = q ? 2 : 3;
-  const t0 = performance.now();
-
   type Row = { hard: number; soft: number; entropy: number; moved: number; trainable: number; seconds: number };
-  const perSeed: Record<string, Row[]> = Object.fromEntries(MODES.map((m) => [m.name, []]));
-  const joint: { seed: number; pairs: string[]; hard: number[]; soft: number[]; entropy: number[]; orders: string[] }[] = [];
-  const details: unknown[] = [];
+  type Joint = { seed: number; pairs: string[]; hard: number[]; soft: number[]; entropy: number[]; orders: string[] };
+  const prev = resumed<RunRecord & { perSeed: Record<string, Row[]>; joint: Joint[]; details: unknown[] }>('lifelong', q ? 'lifelong-quick' : 'lifelong', args);
+  const t0 = startedAt(prev);
+  const perSeed: Record<string, Row[]> = prev?.perSeed ?? Object.fromEntries(MODES.map((m) => [m.name, []]));
+  const joint: Joint[] = prev?.joint ?? [];
+  const details: unknown[] = prev?.details ?? [];
 
-  const done: number[] = [];
+  const done: number[] = prev?.seeds ?? [];
   const report = (done: number[]) => {
     const wall = (performance.now() - t0) / 1000;
     const command = experimentCommand('lifelong', args);
@@ -131,6 +134,7 @@ export async function main(argv: string[]): Promise<void> {
 
   };
   for (const seed of args.seeds) {
+    if (done.includes(seed)) continue;
     const ps = pairs(seed);
     log(`seed ${seed}: pairs ${ps.map(([a, b]) => `${a}/${b}`).join(' ')}`);
     const net = CompNet.create(spec, { seed });
