@@ -42,7 +42,7 @@ import { readIdxPair } from '../src/data/idx.js';
 import { readImageFile, pickImages, type ImageBatch } from '../src/data/images.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
-import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, resumed, startedAt, log, type RunRecord } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, startRun, log, type RunRecord } from './lib.js';
 import { CACHE as EXPERIMENT_CACHE, SHARED, IDX, cached, cachedFiles, entryWith, loadIdxTask, range, requireShared, untar, writePair, type IdxFiles } from './data.js';
 
 const CACHE = join(EXPERIMENT_CACHE, 'e4');
@@ -176,15 +176,15 @@ export async function main(argv: string[]): Promise<void> {
   /** acc[target][method] = per-seed hard test accuracy. */
   type Accuracy = Record<string, Record<string, number[]>>;
   type Orders = Record<string, { seed: number; sources: Record<string, string>; targets: Record<string, string>; singles: Record<string, { acc: number; entropy: number }> }[]>;
-  const prev = resumed<RunRecord & { accuracy: Accuracy; orders: Orders; details: unknown[] }>('adapt', q ? 'adapt-quick' : 'adapt', args);
-  const t0 = startedAt(prev);
-  const acc: Accuracy = prev?.accuracy ?? Object.fromEntries(TARGETS.map((t) => [t, Object.fromEntries(METHODS.map((m) => [m, []]))]));
-  const orders: Orders = prev?.orders ?? {};
-  const details: unknown[] = prev?.details ?? [];
+  const resultsName = q ? 'adapt-quick' : 'adapt';
+  const run = startRun<RunRecord & { accuracy: Accuracy; orders: Orders; details: unknown[] }>('adapt', resultsName, args);
+  const acc: Accuracy = run.prev?.accuracy ?? Object.fromEntries(TARGETS.map((t) => [t, Object.fromEntries(METHODS.map((m) => [m, []]))]));
+  const orders: Orders = run.prev?.orders ?? {};
+  const details: unknown[] = run.prev?.details ?? [];
 
   /** Writes the tables for the seeds finished so far (after every seed, so a long run loses nothing). */
   const writeAll = (done: number[]): void => {
-    const wall = (performance.now() - t0) / 1000;
+    const wall = run.wallSeconds();
     const command = experimentCommand('adapt', args);
     const avg = (m: Method) => done.map((_, i) => mean(TARGETS.map((t) => acc[t]![m]![i]!)));
     const rows = METHODS.map((m) => [m, ...TARGETS.map((t) => pm(acc[t]![m]!)), pm(avg(m))]);
@@ -234,13 +234,11 @@ export async function main(argv: string[]): Promise<void> {
       '',
       ...orderLines,
     ].join('\n');
-    writeResults(q ? 'adapt-quick' : 'adapt', md, { command, machine: machine(), seeds: done, wallSeconds: wall, spec, limit, sourceEpochs, adaptEpochs, accuracy: acc, orders, details });
+    writeResults(resultsName, md, { command, machine: machine(), seeds: done, wallSeconds: wall, spec, limit, sourceEpochs, adaptEpochs, accuracy: acc, orders, details });
 
   };
 
-  const done: number[] = prev?.seeds ?? [];
-  for (const seed of args.seeds) {
-    if (done.includes(seed)) continue;
+  for (const seed of run.pending) {
     log(`seed ${seed}: loading ${DOMAINS.length} domains (${limit.train} training images each)`);
     const data = new Map<Domain, TaskData>(DOMAINS.map((d) => [d, loadDomain(d, files[d], limit, seed)]));
     for (const target of TARGETS) {
@@ -303,8 +301,8 @@ export async function main(argv: string[]): Promise<void> {
       net.dispose();
       log(`  ${TITLE[target]} done in ${((performance.now() - t1) / 60000).toFixed(1)} min`);
     }
-    done.push(seed);
-    writeAll(done);
+    run.done.push(seed);
+    writeAll(run.done);
   }
 }
 

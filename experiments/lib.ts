@@ -8,7 +8,7 @@ import { LIBRARY_VERSION } from '../src/index.js';
 
 export interface ExperimentArgs {
   quick: boolean;
-  /** `--resume`: keep the seeds an interrupted run of the same command finished (see `resumed`). */
+  /** `--resume`: keep the seeds an interrupted run of the same command finished (see `startRun`). */
   resume: boolean;
   seeds: number[];
   /** libtorch intra-op threads (`--threads N`, default 2: this machine's cores). */
@@ -106,14 +106,33 @@ export interface RunRecord {
   wallSeconds: number;
 }
 
+/** A seeded run: the seeds finished so far and still to run, and its wall clock. */
+export interface SeedRun<T> {
+  /** With `--resume`, the earlier run's results JSON. */
+  prev?: T;
+  /** Seeds finished (an earlier run's first); the experiment appends each seed it finishes. */
+  done: number[];
+  /** Seeds still to run, in order. */
+  pending: number[];
+  /** Seconds since the run started; a resumed run's wall time adds the earlier run's. */
+  wallSeconds: () => number;
+}
+
 /**
- * With `--resume`, the results JSON of an earlier run of the same command (the seed count may
- * differ, so a run can also be extended to more seeds), for the experiment to keep its finished
- * seeds and run only the others. Each seed's run is seeded on its own, so a resumed run gives the
- * same numbers as an uninterrupted one. Undefined without `--resume` or when no results exist yet.
+ * Starts a seeded run. With `--resume` it continues the results JSON of an earlier run of the same
+ * command (the seed count may differ, so a run can also be extended to more seeds): its finished
+ * seeds are kept and only the others run. Each seed's run is seeded on its own, so a resumed run
+ * gives the same numbers as an uninterrupted one.
  */
-export function resumed<T extends RunRecord>(experiment: string, resultsName: string, args: ExperimentArgs): T | undefined {
-  if (!args.resume) return undefined;
+export function startRun<T extends RunRecord>(experiment: string, resultsName: string, args: ExperimentArgs): SeedRun<T> {
+  const prev = args.resume ? previousRun<T>(experiment, resultsName, args) : undefined;
+  const t0 = performance.now() - 1000 * (prev?.wallSeconds ?? 0);
+  const done = [...(prev?.seeds ?? [])];
+  return { prev, done, pending: args.seeds.filter((s) => !done.includes(s)), wallSeconds: () => (performance.now() - t0) / 1000 };
+}
+
+/** The results JSON an earlier run of this configuration wrote, if any; refuses another configuration's. */
+function previousRun<T extends RunRecord>(experiment: string, resultsName: string, args: ExperimentArgs): T | undefined {
   const file = new URL(`../results/${resultsName}.json`, import.meta.url).pathname;
   if (!existsSync(file)) {
     log(`--resume: ${file} does not exist yet; starting from the first seed`);
@@ -129,9 +148,6 @@ export function resumed<T extends RunRecord>(experiment: string, resultsName: st
   log(`--resume: keeping seed(s) ${prev.seeds.join(', ')} from ${file}`);
   return prev;
 }
-
-/** The start time of a run's wall clock: a resumed run's wall time adds the earlier run's. */
-export const startedAt = (prev?: RunRecord): number => performance.now() - 1000 * (prev?.wallSeconds ?? 0);
 
 /** The first lines of every results table: command, machine and threads, wall time and seeds. */
 export function resultsHeader(name: string, args: ExperimentArgs, done: number[], wallSeconds: number): string[] {

@@ -23,7 +23,7 @@ import {
 } from '../src/index.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
-import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, resumed, startedAt, log, type RunRecord } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, startRun, log, type RunRecord } from './lib.js';
 
 const FMNIST = '/usr/share/datasets/fashion-mnist';
 const CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
@@ -95,15 +95,14 @@ export async function main(argv: string[]): Promise<void> {
   const transferEpochs = q ? 2 : 3;
   type Row = { hard: number; soft: number; entropy: number; moved: number; trainable: number; seconds: number };
   type Joint = { seed: number; pairs: string[]; hard: number[]; soft: number[]; entropy: number[]; orders: string[] };
-  const prev = resumed<RunRecord & { perSeed: Record<string, Row[]>; joint: Joint[]; details: unknown[] }>('lifelong', q ? 'lifelong-quick' : 'lifelong', args);
-  const t0 = startedAt(prev);
-  const perSeed: Record<string, Row[]> = prev?.perSeed ?? Object.fromEntries(MODES.map((m) => [m.name, []]));
-  const joint: Joint[] = prev?.joint ?? [];
-  const details: unknown[] = prev?.details ?? [];
+  const resultsName = q ? 'lifelong-quick' : 'lifelong';
+  const run = startRun<RunRecord & { perSeed: Record<string, Row[]>; joint: Joint[]; details: unknown[] }>('lifelong', resultsName, args);
+  const perSeed: Record<string, Row[]> = run.prev?.perSeed ?? Object.fromEntries(MODES.map((m) => [m.name, []]));
+  const joint: Joint[] = run.prev?.joint ?? [];
+  const details: unknown[] = run.prev?.details ?? [];
 
-  const done: number[] = prev?.seeds ?? [];
   const report = (done: number[]) => {
-    const wall = (performance.now() - t0) / 1000;
+    const wall = run.wallSeconds();
     const command = experimentCommand('lifelong', args);
     const rows = MODES.map((m) => {
       const r = perSeed[m.name]!;
@@ -130,11 +129,10 @@ export async function main(argv: string[]): Promise<void> {
       '',
       'Published reference for frozen modules with order-only learning: 86.3 ± 1.3% (soft layer ordering, MLP modules). Target: `order,head` ≥ 95%.',
     ].join('\n');
-    writeResults(q ? 'lifelong-quick' : 'lifelong', md, { command, machine: machine(), seeds: done, wallSeconds: wall, spec, perSeed, joint, details });
+    writeResults(resultsName, md, { command, machine: machine(), seeds: done, wallSeconds: wall, spec, perSeed, joint, details });
 
   };
-  for (const seed of args.seeds) {
-    if (done.includes(seed)) continue;
+  for (const seed of run.pending) {
     const ps = pairs(seed);
     log(`seed ${seed}: pairs ${ps.map(([a, b]) => `${a}/${b}`).join(' ')}`);
     const net = CompNet.create(spec, { seed });
@@ -202,8 +200,8 @@ export async function main(argv: string[]): Promise<void> {
       });
     }
     net.dispose();
-    done.push(seed);
-    report(done); // after every seed, so an interrupted run still leaves its results
+    run.done.push(seed);
+    report(run.done); // after every seed, so an interrupted run still leaves its results
   }
 
 }

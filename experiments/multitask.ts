@@ -18,7 +18,7 @@ import { pathToFileURL } from 'node:url';
 import { CompNet, Order, trainMultitask, DEFAULT_TRAIN, type MultitaskSettings, type ModelSpec, type TaskData, torch } from '../src/index.js';
 import { table } from '../src/report/table.js';
 import { Rng } from '../src/data/rng.js';
-import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, resumed, startedAt, log, type RunRecord } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, startRun, log, type RunRecord } from './lib.js';
 import { IDX, cifar10, loadIdxTask, type IdxFiles } from './data.js';
 
 export const TASKS = ['mnist', 'fashion', 'usps', 'cifar10'] as const;
@@ -69,13 +69,12 @@ export async function main(argv: string[]): Promise<void> {
   const limit = { train, test: q ? 300 : 2000 };
   const spec = e2Spec();
   const identity = Order.fromSequence([0, 1, 2, 3], spec.blocks);
-  const prev = resumed<RunRecord & { runs: Record<string, Run[]>; params: Record<string, { total: number; perTask: number }> }>('multitask', resultsName, args);
-  const t0 = startedAt(prev);
-  const runs: Record<string, Run[]> = prev?.runs ?? Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
-  const params: Record<string, { total: number; perTask: number }> = prev?.params ?? {};
+  const run = startRun<RunRecord & { runs: Record<string, Run[]>; params: Record<string, { total: number; perTask: number }> }>('multitask', resultsName, args);
+  const runs: Record<string, Run[]> = run.prev?.runs ?? Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
+  const params: Record<string, { total: number; perTask: number }> = run.prev?.params ?? {};
 
   const report = (done: number[]) => {
-    const wall = (performance.now() - t0) / 1000;
+    const wall = run.wallSeconds();
     const command = experimentCommand('multitask', args);
     const avg = (k: string) => runs[k]!.map((r) => mean(TASKS.map((t) => r.acc[t])));
     const rows = VARIANTS.map((v) => [
@@ -116,9 +115,7 @@ export async function main(argv: string[]): Promise<void> {
     writeResults(resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, limit, epochs, spec, params, runs });
   };
 
-  const done: number[] = prev?.seeds ?? [];
-  for (const seed of args.seeds) {
-    if (done.includes(seed)) continue;
+  for (const seed of run.pending) {
     const { data, labelsOf } = loadE2Tasks(seed, limit);
     for (const v of VARIANTS) {
       const t1 = performance.now();
@@ -148,8 +145,8 @@ export async function main(argv: string[]): Promise<void> {
       runs[v.key]!.push(run);
       log(`seed ${seed} ${v.title}: ${TASKS.map((t) => `${TITLE[t]} ${(100 * run.acc[t]).toFixed(1)}`).join(', ')} (${run.seconds.toFixed(0)} s)`);
     }
-    done.push(seed);
-    report(done); // after every seed, so an interrupted run still leaves its results
+    run.done.push(seed);
+    report(run.done); // after every seed, so an interrupted run still leaves its results
   }
 }
 

@@ -20,7 +20,7 @@ import { pathToFileURL } from 'node:url';
 import { CompNet, Order, trainMultitask, DEFAULT_TRAIN, type MultitaskSettings, type ModelSpec, type TaskData, torch } from '../src/index.js';
 import { table } from '../src/report/table.js';
 import { Rng } from '../src/data/rng.js';
-import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, std, machine, writeResults, resumed, startedAt, log, type RunRecord } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, std, machine, writeResults, startRun, log, type RunRecord } from './lib.js';
 import { cifar10, loadIdxTask } from './data.js';
 
 interface Variant {
@@ -58,13 +58,12 @@ export async function main(argv: string[]): Promise<void> {
   const limit = { train, test: q ? 300 : 2000 };
   const base = { inputChannels: 3, channels: 32, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' } as const;
   const specOf = (v: Variant): ModelSpec => ({ ...base, blocks: v.blocks, steps: v.steps });
-  const prev = resumed<RunRecord & { runs: Record<string, Run[]>; cost: Record<string, { shared: number; task: number; total: number; flops: number }> }>('reuse', resultsName, args);
-  const t0 = startedAt(prev);
-  const runs: Record<string, Run[]> = prev?.runs ?? Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
-  const cost: Record<string, { shared: number; task: number; total: number; flops: number }> = prev?.cost ?? {};
+  const run = startRun<RunRecord & { runs: Record<string, Run[]>; cost: Record<string, { shared: number; task: number; total: number; flops: number }> }>('reuse', resultsName, args);
+  const runs: Record<string, Run[]> = run.prev?.runs ?? Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
+  const cost: Record<string, { shared: number; task: number; total: number; flops: number }> = run.prev?.cost ?? {};
 
   const report = (done: number[]) => {
-    const wall = (performance.now() - t0) / 1000;
+    const wall = run.wallSeconds();
     const command = experimentCommand('reuse', args);
     const accOf = (k: string) => runs[k]!.map((r) => r.hard);
     const rows = VARIANTS.map((v) => {
@@ -102,9 +101,7 @@ export async function main(argv: string[]): Promise<void> {
     writeResults(resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, limit, epochs, variants: VARIANTS, cost, runs });
   };
 
-  const done: number[] = prev?.seeds ?? [];
-  for (const seed of args.seeds) {
-    if (done.includes(seed)) continue;
+  for (const seed of run.pending) {
     const data: TaskData = loadIdxTask('cifar10', files, { limit, inputSize: 32, inputChannels: 3, seed });
     const labels = data.train.classNames.map((c) => classNames[Number(c)] ?? c);
     for (const v of VARIANTS) {
@@ -122,8 +119,8 @@ export async function main(argv: string[]): Promise<void> {
       log(`seed ${seed} ${v.title}: hard ${(100 * run.hard).toFixed(1)}% soft ${(100 * run.soft).toFixed(1)}% order ${run.order} (${run.seconds.toFixed(0)} s)`);
       net.dispose();
     }
-    done.push(seed);
-    report(done); // after every seed, so an interrupted run still leaves its results
+    run.done.push(seed);
+    report(run.done); // after every seed, so an interrupted run still leaves its results
   }
 }
 

@@ -23,7 +23,7 @@ import { CompNet, trainMultitask, transferTask, takePerClass, DEFAULT_TRAIN, typ
 import { subset } from '../src/data/dataset.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
-import { experimentCommand, resultsHeader, parseArgs, intFlag, budget, pm, mean, machine, writeResults, resumed, startedAt, log, type RunRecord } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, intFlag, budget, pm, mean, machine, writeResults, startRun, log, type RunRecord } from './lib.js';
 import { IDX, cifar10, loadIdxTask, loadTask, omniglotSmall1 } from './data.js';
 
 const MODES: { name: string; parts: TrainPart[]; search?: boolean }[] = [
@@ -92,14 +92,13 @@ export async function main(argv: string[]): Promise<void> {
   type Pretrained = { seed: number; acc: Record<string, number>; orders: Record<string, string> };
   /** rows[regime][task][mode] = per-seed rows. */
   type Rows = Record<Regime, Record<NewTask, Record<string, Row[]>>>;
-  const prev = resumed<RunRecord & { rows: Rows; pretrained: Pretrained[] }>('transfer', pretrain.resultsName, args);
-  const t0 = startedAt(prev);
+  const run = startRun<RunRecord & { rows: Rows; pretrained: Pretrained[] }>('transfer', pretrain.resultsName, args);
   const rows: Rows =
-    prev?.rows ?? (Object.fromEntries(REGIMES.map((r) => [r, Object.fromEntries(NEW_TASKS.map((t) => [t, Object.fromEntries(MODES.map((m) => [m.name, []]))]))])) as never);
-  const pretrained: Pretrained[] = prev?.pretrained ?? [];
+    run.prev?.rows ?? (Object.fromEntries(REGIMES.map((r) => [r, Object.fromEntries(NEW_TASKS.map((t) => [t, Object.fromEntries(MODES.map((m) => [m.name, []]))]))])) as never);
+  const pretrained: Pretrained[] = run.prev?.pretrained ?? [];
 
   const report = (done: number[]) => {
-    const wall = (performance.now() - t0) / 1000;
+    const wall = run.wallSeconds();
     const command = experimentCommand('transfer', args);
     const tasksOf = (r: Regime) => NEW_TASKS.filter((t) => rows[r][t][MODES[0]!.name]!.length > 0);
     /** Per seed: mean over the regime's tasks. */
@@ -158,9 +157,7 @@ export async function main(argv: string[]): Promise<void> {
     writeResults(pretrain.resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, spec, preLimit, newLimit, preEpochs, fullEpochs, shotEpochs, minSteps, selectSteps, pretrained, rows });
   };
 
-  const done: number[] = prev?.seeds ?? [];
-  for (const seed of args.seeds) {
-    if (done.includes(seed)) continue;
+  for (const seed of run.pending) {
     const load = { inputSize: 32, inputChannels: 3 as const, seed };
     const pre = new Map<string, TaskData>([
       ['mnist', loadIdxTask('mnist', IDX.mnist(), { ...load, limit: preLimit })],
@@ -208,8 +205,8 @@ export async function main(argv: string[]): Promise<void> {
       }
     }
     net.dispose();
-    done.push(seed);
-    report(done); // after every seed, so an interrupted run still leaves its results
+    run.done.push(seed);
+    report(run.done); // after every seed, so an interrupted run still leaves its results
   }
 }
 
