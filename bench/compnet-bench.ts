@@ -15,10 +15,10 @@
  *   evalplans      inference of the reference network with each evaluation-plan mode (off: plain
  *                  path; folded: batch norm folded into the convs), interleaved
  *   fused          training step of the reference network with each fused-batch-norm setting (off,
- *                  relu6, all, block), interleaved
+ *                  relu6, all, block, branch), interleaved
  *
- * The reference part takes --eval-plans off|folded and --fused off|relu6|all|block (default: the
- * library's defaults).
+ * The reference part takes --eval-plans off|folded and --fused off|relu6|all|block|branch (default:
+ * the library's defaults); the fused part takes --settings a,b (default: all five).
  *
  * Run it through `npm run bench` (bench/run.ts), which preloads jemalloc and alternates it with the
  * PyTorch reference; running it directly is for debugging.
@@ -607,7 +607,9 @@ function fused(): void {
   const steps = intArg(args, 'steps', 7);
   const m = model(spec(), { order: IDENTITY });
   const { x, y } = fixedBatch();
-  const settings = ['off', 'relu6', 'all', 'block'] as const;
+  const all = ['off', 'relu6', 'all', 'block', 'branch'] as const;
+  const only = args.get('settings')?.split(',');
+  const settings = only ? all.filter((f) => only.includes(f)) : all;
   const times = interleaved(
     settings.map((f) => ({ name: f, step: () => ((m.net.fusedBatchNorm = f), trainStep(m, x, y, 'hard')) })),
     rounds,

@@ -209,37 +209,99 @@ inline at::Tensor tapsOf(const at::Tensor& w, bool flipped) {
   return t.reshape({w.size(0), 9}).t().contiguous();
 }
 
+// The forward pass of the middle once bn1's statistics are known (a1 = h1·a1v + b1v, clamped):
+// the depthwise convolution of a1 → h2 (preallocated, channels-last), with bn2's moments
+// (Σh2, Σh2², E values each). Per image, a1's rows are made once each into a ring of three.
+inline std::vector<double> middleForwardPass(const at::Tensor& h1, const float* a1v, const float* b1v, const at::Tensor& dw, at::Tensor& h2) {
+  const int64_t N = h1.size(0), E = h1.size(1), H = h1.size(2), W = h1.size(3), rowLen = W * E;
+  const float* xp = h1.data_ptr<float>();
+  float* h2p = h2.data_ptr<float>();
+  const auto taps = tapsOf(dw, false);
+  const float* tp = taps.data_ptr<float>();
+  return reduceRows<double>(
+      N, E, 2,
+      [&](int64_t b, int64_t n, double* acc) {
+        RowRing a1(W, E, H);
+        for (int64_t img = b; img < b + n; ++img) {
+          const int64_t base = img * H * rowLen;
+          sweepRows(xp + base, W, E, H, a1v, b1v, a1, [&](int64_t oh) {
+            const float* rows[3];
+            a1.around(oh, rows);
+            dwRow3F(rows, W, E, tp, h2p + base + oh * rowLen, acc, acc + E);
+          });
+        }
+      },
+      1);
+}
+
+// The backward pass of the middle once bn2's reductions are known (k2): one pass per image, rows
+// in order: a1 = relu6(bn1(h1)) and dh2 (bn2's input gradient, from g and h2) rows into rings of
+// three; the depthwise weight gradient; the depthwise input gradient (bn1's output gradient)
+// masked by ReLU6 → gm (preallocated); bn1's reductions. Returns [9][E] depthwise weight
+// gradient, then Σgm and Σgm·(h1 − mean1) (E each).
+inline std::vector<double> middleBackwardPass(const at::Tensor& g, const at::Tensor& h1, const at::Tensor& h2, const float* a1v, const float* b1v,
+                                              const float* a2v, const float* b2v, const BnBackward<float>& k2, const at::Tensor& mean1,
+                                              const at::Tensor& dw, at::Tensor& gm) {
+  const int64_t N = h1.size(0), E = h1.size(1), H = h1.size(2), W = h1.size(3), rowLen = W * E;
+  const float *gp = g.data_ptr<float>(), *xp = h1.data_ptr<float>(), *h2p = h2.data_ptr<float>();
+  float* gmp = gm.data_ptr<float>();
+  const auto flipped = tapsOf(dw, true);
+  const float* fp = flipped.data_ptr<float>();
+  const float* m1p = mean1.data_ptr<float>();
+  return reduceRows<double>(
+      N, E, 11,
+      [&](int64_t b, int64_t n, double* out) {
+        double* dwAcc = out;  // [9][E]
+        double* sg1 = out + 9 * E;
+        double* sgx1 = out + 10 * E;
+        RowRing a1(W, E, H), dh2(W, E, H);
+        std::vector<float> da1(rowLen), scratch(2 * E), dwImg(9 * E);
+        for (int64_t img = b; img < b + n; ++img) {
+          const int64_t base = img * H * rowLen;
+          std::fill(dwImg.begin(), dwImg.end(), 0.0f);
+          const float* rows[3];
+          auto finish = [&](int64_t ih) {
+            dh2.around(ih, rows);
+            dwRow3F(rows, W, E, fp, da1.data(), nullptr, nullptr);
+            maskRowF(da1.data(), a1.at(ih), xp + base + ih * rowLen, W, E, m1p, gmp + base + ih * rowLen, scratch.data(), sg1, sgx1);
+          };
+          sweepRows(xp + base, W, E, H, a1v, b1v, a1, [&](int64_t oh) {
+            const int64_t off = base + oh * rowLen;
+            gradInputRowsT(gp + off, h2p + off, W, E, a2v, b2v, 0.0f, 6.0f, k2.k1.data(), k2.k2.data(), k2.k3.data(), dh2.at(oh));
+            a1.around(oh, rows);
+            dwWeightRow3F(dh2.at(oh), rows, W, E, dwImg.data());
+            if (oh >= 1) finish(oh - 1);
+          });
+          finish(H - 1);
+          for (int64_t q = 0; q < 9 * E; ++q) dwAcc[q] += dwImg[q];
+        }
+      },
+      1);
+}
+
+// The depthwise weight gradient [E, 1, 3, 3] from middleBackwardPass's [9][E] sums.
+inline at::Tensor depthwiseGrad(const std::vector<double>& acc, int64_t E, const at::TensorOptions& opts) {
+  auto ddw = at::empty({E, 1, 3, 3}, opts);
+  float* ddp = ddw.data_ptr<float>();
+  for (int64_t q = 0; q < 9; ++q)
+    for (int64_t c = 0; c < E; ++c) ddp[c * 9 + q] = static_cast<float>(acc[q * E + c]);
+  return ddw;
+}
+
 struct InvertedMiddle : public torch::autograd::Function<InvertedMiddle> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& h1, const at::Tensor& weight1, const at::Tensor& bias1,
                             const at::Tensor& runningMean1, const at::Tensor& runningVar1, const at::Tensor& dw, const at::Tensor& weight2,
                             const at::Tensor& bias2, const at::Tensor& runningMean2, const at::Tensor& runningVar2, double momentum, double eps) {
-    const int64_t N = h1.size(0), E = h1.size(1), H = h1.size(2), W = h1.size(3), M = N * H * W, rowLen = W * E;
+    const int64_t E = h1.size(1), M = h1.numel() / E;
     const float* xp = h1.data_ptr<float>();
     // bn1: statistics of h1
     auto m1 = reduceRows<double>(M, E, 2, [&](int64_t b, int64_t n, double* acc) { statsRowsT(xp + b * E, n, E, acc, acc + E); });
     auto f1 = bnForward<float>(m1, M, E, eps, weight1, bias1, h1.options());
-    // depthwise conv of a1 = relu6(bn1(h1)) → h2, with bn2's moments; per image, a1's rows are
-    // made once each into a ring of three
     auto h2 = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
-    float* h2p = h2.data_ptr<float>();
-    const auto taps = tapsOf(dw, false);
-    const float* tp = taps.data_ptr<float>();
-    auto m2 = reduceRows<double>(
-        N, E, 2,
-        [&](int64_t b, int64_t n, double* acc) {
-          RowRing a1(W, E, H);
-          for (int64_t img = b; img < b + n; ++img) {
-            const int64_t base = img * H * rowLen;
-            sweepRows(xp + base, W, E, H, f1.a.data(), f1.shift.data(), a1, [&](int64_t oh) {
-              const float* rows[3];
-              a1.around(oh, rows);
-              dwRow3F(rows, W, E, tp, h2p + base + oh * rowLen, acc, acc + E);
-            });
-          }
-        },
-        1);
+    auto m2 = middleForwardPass(h1, f1.a.data(), f1.shift.data(), dw, h2);
     auto f2 = bnForward<float>(m2, M, E, eps, weight2, bias2, h1.options());
     auto a2 = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
+    const float* h2p = h2.data_ptr<float>();
     float* a2p = a2.data_ptr<float>();
     at::parallel_for(0, M, kGrain, [&](int64_t b, int64_t e) { normRowsT(h2p + b * E, e - b, E, f2.a.data(), f2.shift.data(), 0.0f, 6.0f, a2p + b * E); });
     bnUpdateRunning(runningMean1, runningVar1, f1, momentum);
@@ -252,7 +314,7 @@ struct InvertedMiddle : public torch::autograd::Function<InvertedMiddle> {
     auto s = ctx->get_saved_variables();
     const auto &h1 = s[0], &weight1 = s[1], &bias1 = s[2], &mean1 = s[3], &invstd1 = s[4], &dw = s[5];
     const auto &h2 = s[6], &weight2 = s[7], &bias2 = s[8], &mean2 = s[9], &invstd2 = s[10];
-    const int64_t N = h1.size(0), E = h1.size(1), H = h1.size(2), W = h1.size(3), M = N * H * W, rowLen = W * E;
+    const int64_t E = h1.size(1), M = h1.numel() / E;
     auto g = grads[0].contiguous(at::MemoryFormat::ChannelsLast);
     const float *gp = g.data_ptr<float>(), *xp = h1.data_ptr<float>(), *h2p = h2.data_ptr<float>();
     std::vector<float> a1v, b1v, a2, b2;
@@ -263,43 +325,9 @@ struct InvertedMiddle : public torch::autograd::Function<InvertedMiddle> {
       gradStatsRowsT(gp + b * E, h2p + b * E, n, E, a2.data(), b2.data(), mean2.data_ptr<float>(), 0.0f, 6.0f, acc, acc + E);
     });
     auto k2 = bnBackward<float>(r2.data(), r2.data() + E, M, weight2, mean2, invstd2);
-    // One pass per image, rows in order: a1 = relu6(bn1(h1)) and dh2 (bn2's input gradient) rows
-    // into rings of three; the depthwise weight gradient; the depthwise input gradient (bn1's output
-    // gradient) masked by ReLU6 → gm; bn1's reductions.
     auto gm = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
-    float* gmp = gm.data_ptr<float>();
-    const auto flipped = tapsOf(dw, true);
-    const float* fp = flipped.data_ptr<float>();
-    const float* m1p = mean1.data_ptr<float>();
-    auto acc = reduceRows<double>(
-        N, E, 11,
-        [&](int64_t b, int64_t n, double* out) {
-          double* dwAcc = out;  // [9][E]
-          double* sg1 = out + 9 * E;
-          double* sgx1 = out + 10 * E;
-          RowRing a1(W, E, H), dh2(W, E, H);
-          std::vector<float> da1(rowLen), scratch(2 * E), dwImg(9 * E);
-          for (int64_t img = b; img < b + n; ++img) {
-            const int64_t base = img * H * rowLen;
-            std::fill(dwImg.begin(), dwImg.end(), 0.0f);
-            const float* rows[3];
-            auto finish = [&](int64_t ih) {
-              dh2.around(ih, rows);
-              dwRow3F(rows, W, E, fp, da1.data(), nullptr, nullptr);
-              maskRowF(da1.data(), a1.at(ih), xp + base + ih * rowLen, W, E, m1p, gmp + base + ih * rowLen, scratch.data(), sg1, sgx1);
-            };
-            sweepRows(xp + base, W, E, H, a1v.data(), b1v.data(), a1, [&](int64_t oh) {
-              const int64_t off = base + oh * rowLen;
-              gradInputRowsT(gp + off, h2p + off, W, E, a2.data(), b2.data(), 0.0f, 6.0f, k2.k1.data(), k2.k2.data(), k2.k3.data(), dh2.at(oh));
-              a1.around(oh, rows);
-              dwWeightRow3F(dh2.at(oh), rows, W, E, dwImg.data());
-              if (oh >= 1) finish(oh - 1);
-            });
-            finish(H - 1);
-            for (int64_t q = 0; q < 9 * E; ++q) dwAcc[q] += dwImg[q];
-          }
-        },
-        1);
+    auto acc = middleBackwardPass(g, h1, h2, a1v.data(), b1v.data(), a2.data(), b2.data(), k2, mean1, dw, gm);
+    const float* gmp = gm.data_ptr<float>();
     auto k1 = bnBackward<float>(acc.data() + 9 * E, acc.data() + 10 * E, M, weight1, mean1, invstd1);
     // bn1's input gradient from gm
     auto dh1 = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
@@ -308,10 +336,7 @@ struct InvertedMiddle : public torch::autograd::Function<InvertedMiddle> {
     at::parallel_for(0, M, kGrain, [&](int64_t b, int64_t e) {
       gradInputRowsT(gmp + b * E, xp + b * E, e - b, E, a1v.data(), b1v.data(), -inf, inf, k1.k1.data(), k1.k2.data(), k1.k3.data(), dp + b * E);
     });
-    auto ddw = at::empty({E, 1, 3, 3}, dw.options());
-    float* ddp = ddw.data_ptr<float>();
-    for (int64_t q = 0; q < 9; ++q)
-      for (int64_t c = 0; c < E; ++c) ddp[c * 9 + q] = static_cast<float>(acc[q * E + c]);
+    auto ddw = depthwiseGrad(acc, E, dw.options());
     const at::Tensor none;
     return {dh1, k1.dweight, k1.dbias, none, none, ddw, k2.dweight, k2.dbias, none, none, none, none};
   }
@@ -323,6 +348,18 @@ inline bool invertedMiddleApplies(const at::Tensor& h1, const at::Tensor& dw) {
   return h1.dim() == 4 && h1.scalar_type() == at::kFloat && h1.device().is_cpu() && h1.is_contiguous(at::MemoryFormat::ChannelsLast) && h1.size(1) % 16 == 0 &&
          h1.size(0) * h1.size(2) * h1.size(3) > 1 && dw.dim() == 4 && dw.scalar_type() == at::kFloat && dw.size(0) == h1.size(1) && dw.size(1) == 1 &&
          dw.size(2) == 3 && dw.size(3) == 3;
+}
+
+// Every batch-norm tensor of a fused op has E values of x's dtype; else an error naming the op.
+inline void checkNorms(const char* op, const at::Tensor& x, int64_t E, std::initializer_list<const at::Tensor*> tensors) {
+  for (const auto* t : tensors) {
+    if (!t->defined() || t->numel() != E) {
+      std::ostringstream s;
+      s << op << ": every batch-norm tensor must have " << E << " values, got " << (t->defined() ? t->sizes() : at::IntArrayRef{});
+      throw std::invalid_argument(s.str());
+    }
+    checkPerChannel(*t, x, E, op);
+  }
 }
 
 // relu6(bn2(depthwise3x3(relu6(bn1(h1))))) in training mode (batch statistics; running ones
@@ -337,15 +374,7 @@ inline at::Tensor invertedMiddle(const at::Tensor& h1, const at::Tensor& weight1
       << dw.scalar_type();
     throw std::invalid_argument(s.str());
   }
-  const int64_t E = h1.size(1);
-  for (const auto* t : {&weight1, &bias1, &runningMean1, &runningVar1, &weight2, &bias2, &runningMean2, &runningVar2}) {
-    if (!t->defined() || t->numel() != E) {
-      std::ostringstream s;
-      s << "invertedMiddle: every batch-norm tensor must have " << E << " values, got " << (t->defined() ? t->sizes() : at::IntArrayRef{});
-      throw std::invalid_argument(s.str());
-    }
-    checkPerChannel(*t, h1, E, "invertedMiddle");
-  }
+  checkNorms("invertedMiddle", h1, h1.size(1), {&weight1, &bias1, &runningMean1, &runningVar1, &weight2, &bias2, &runningMean2, &runningVar2});
   return InvertedMiddle::apply(h1, weight1.contiguous(), bias1.contiguous(), runningMean1, runningVar1, dw.contiguous(), weight2.contiguous(), bias2.contiguous(),
                                runningMean2, runningVar2, momentum, eps);
 }

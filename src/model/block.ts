@@ -3,7 +3,7 @@
  * Every block of the pool has exactly these slots (the network is isometric), so a block's
  * weights can be mixed, reordered and reused freely.
  */
-import { Tensor, conv2d, batchNormClamp, invertedMiddle, invertedMiddleApplies } from '../torch/index.js';
+import { Tensor, conv2d, batchNormClamp, invertedMiddle, invertedMiddleApplies, invertedBranch, invertedBranchApplies } from '../torch/index.js';
 import type { NormSite, StatsSet } from './patch.js';
 import type { Activation, ModelSpec } from './types.js';
 
@@ -54,9 +54,15 @@ export function activateFresh(bnOut: Tensor, a: Activation): Tensor {
  * Which batch norms of a training-mode pass run as fused native ops: `relu6`, those followed by
  * ReLU6 (`batchNormClamp`); `all`, every one; `block`, as `all`, and the middle of an
  * inverted-residual block (batch norm, ReLU6, 3x3 depthwise conv, batch norm, ReLU6) as one op
- * (`invertedMiddle`) where it applies (float32, expanded width a multiple of 16).
+ * (`invertedMiddle`) where it applies (float32, expanded width a multiple of 16); `branch`, as
+ * `block`, and the whole branch of an inverted-residual block from its input to its projection
+ * (1x1 conv, the middle, 1x1 conv) as one op with compnet's own GEMMs (`invertedBranch`) where it
+ * applies (also: widths multiples of 16, a CPU with AVX-512).
  */
-export type FusedBatchNorm = 'off' | 'relu6' | 'all' | 'block';
+export type FusedBatchNorm = 'off' | 'relu6' | 'all' | 'block' | 'branch';
+
+/** Whether a setting fuses the middle of an inverted-residual block (`block` and above). */
+const fusesMiddle = (f: FusedBatchNorm | undefined): boolean => f === 'block' || f === 'branch';
 
 /**
  * Smallest input (elements) the fused op takes: 2^18 float32 values = 1 MiB, Zen 4's L2 per core.
@@ -82,7 +88,7 @@ export interface NormOptions {
  * forward, two fewer backward.
  */
 export function normAct(site: NormSite, index: number[], h: Tensor, o: NormOptions, act: Activation | null): Tensor {
-  const all = o.fused === 'all' || o.fused === 'block';
+  const all = o.fused === 'all' || fusesMiddle(o.fused);
   const fuse = o.training && (act === 'relu6' ? o.fused === 'relu6' || all : act === null && all);
   if (fuse && fusable(h, o)) {
     const bounds = act ? { min: 0, max: 6 } : { min: -Infinity, max: Infinity };
@@ -125,27 +131,42 @@ export function consume(h: Tensor, next: Tensor, keepAlive?: Tensor): Tensor {
 /**
  * The residual branch `f(x)` of one block: conv → BN → (act) per slot. `normOf(i)` says whose
  * batch norm slot `i` uses (the caller decides: it belongs to the task and step). In training
- * mode with `o.fused === 'block'`, an inverted block's BN → ReLU6 → depthwise 3x3 → BN → ReLU6
- * runs as one native op where it applies. Intermediates are freed at their last use; `x` stays the
- * caller's.
+ * mode, `o.fused` may run parts of an inverted block as one native op where it applies: with
+ * `branch`, 1x1 conv → BN → ReLU6 → depthwise 3x3 → BN → ReLU6 → 1x1 conv; with `block` (or
+ * where `branch` does not apply), BN → ReLU6 → depthwise 3x3 → BN → ReLU6. Intermediates are
+ * freed at their last use; `x` stays the caller's.
  */
 export function residualBranch(x: Tensor, slots: ConvSlot[], weights: Tensor[], normOf: (slot: number) => SlotNorm, o: NormOptions, act: Activation): Tensor {
+  const params = (i: number) => {
+    const n = normOf(i);
+    return siteParams(n.site, n.index, o.stats);
+  };
+  const momentum = o.momentum ?? 0.1;
+  const inverted = (i: number) => o.training && act === 'relu6' && slots[i]!.activate && !!slots[i + 1] && isDepthwise3x3(slots[i + 1]!);
   let h = x;
   for (let i = 0; i < slots.length; i++) {
     const s = slots[i]!;
-    h = consume(h, conv2d(h, weights[i]!, { padding: s.padding, groups: s.groups }), x);
-    const next = slots[i + 1];
-    if (next && o.training && o.fused === 'block' && act === 'relu6' && s.activate && isDepthwise3x3(next) && fusable(h, o) && invertedMiddleApplies(h, weights[i + 1]!)) {
-      const a = normOf(i);
-      const b = normOf(i + 1);
-      h = consume(h, invertedMiddle(h, siteParams(a.site, a.index, o.stats), weights[i + 1]!, siteParams(b.site, b.index, o.stats), o.momentum ?? 0.1), x);
-      i++;
-      continue;
+    const after = slots[i + 2];
+    if (o.fused === 'branch' && inverted(i) && is1x1(s) && after && is1x1(after) && fusable(h, o) && invertedBranchApplies(h, weights[i]!, weights[i + 1]!, weights[i + 2]!)) {
+      h = consume(h, invertedBranch(h, weights[i]!, params(i), weights[i + 1]!, params(i + 1), weights[i + 2]!, momentum), x);
+      i += 2;
+    } else {
+      h = consume(h, conv2d(h, weights[i]!, { padding: s.padding, groups: s.groups }), x);
+      if (fusesMiddle(o.fused) && inverted(i) && fusable(h, o) && invertedMiddleApplies(h, weights[i + 1]!)) {
+        h = consume(h, invertedMiddle(h, params(i), weights[i + 1]!, params(i + 1), momentum), x);
+        i++;
+        continue;
+      }
     }
     const n = normOf(i);
-    h = consume(h, normAct(n.site, n.index, h, o, s.activate ? act : null), x);
+    h = consume(h, normAct(n.site, n.index, h, o, slots[i]!.activate ? act : null), x);
   }
   return h;
+}
+
+/** A plain 1x1 convolution. */
+function is1x1(s: ConvSlot): boolean {
+  return s.groups === 1 && s.shape[2] === 1 && s.shape[3] === 1 && s.padding === 0;
 }
 
 /** A depthwise 3x3 "same" convolution followed by batch norm and the activation. */

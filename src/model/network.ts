@@ -68,12 +68,11 @@ export class CompNet {
    */
   readonly evalPlans = new EvalPlans();
   /**
-   * Which batch norms of training-mode passes run as the fused native op (BENCHMARKS.md,
-   * "Changes applied", items 5 to 7); the unfused ops give the same results up to float
-   * rounding. `'block'` (every fused op) by default: the fastest setting measured with 1 and 2
-   * libtorch threads.
+   * Which parts of training-mode passes run as fused native ops (BENCHMARKS.md, "Changes
+   * applied", items 5 to 8); the unfused ops give the same results up to float rounding.
+   * `'branch'` (every fused op) by default: the fastest setting measured at 2 libtorch threads.
    */
-  fusedBatchNorm: FusedBatchNorm = 'block';
+  fusedBatchNorm: FusedBatchNorm = 'branch';
   /** Batch-norm inputs with fewer elements run unfused (see `FUSED_MIN_ELEMENTS`). */
   fusedBatchNormMinElements = FUSED_MIN_ELEMENTS;
 
