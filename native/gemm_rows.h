@@ -31,9 +31,10 @@ COMPNET_INLINE G16 gload(const float* p) {
 }
 COMPNET_INLINE void gstore(float* p, G16 v) { std::memcpy(p, &v, sizeof v); }
 
-// C[i, j] = Σ_k A[i, k]·B[k, j] for i < R, j < 16·NV.
+// C[i, j] = Σ_k A[i, k]·B[k, j] for i < R, j < 16·NV; with `sum` non-null, also sum[j] += Σ_i
+// C[i, j] and sq[j] += Σ_i C[i, j]² (batch norm's moments, summed from registers).
 template <int R, int NV>
-COMPNET_INLINE void nnTile(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K, float* C, int64_t ldc) {
+COMPNET_INLINE void nnTile(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K, float* C, int64_t ldc, float* sum, float* sq) {
   G16 acc[R][NV];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i)
@@ -54,6 +55,18 @@ COMPNET_INLINE void nnTile(const float* A, int64_t lda, const float* B, int64_t 
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) gstore(C + i * ldc + 16 * j, acc[i][j]);
+  if (!sum) return;
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j) {
+    G16 s = gload(sum + 16 * j), q = gload(sq + 16 * j);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      s += acc[i][j];
+      q += acc[i][j] * acc[i][j];
+    }
+    gstore(sum + 16 * j, s);
+    gstore(sq + 16 * j, q);
+  }
 }
 
 // D[i, j] += Σ_r X[r, i]·Y[r, j] for i < R, j < 16·NV, r < rows.
@@ -110,8 +123,8 @@ COMPNET_INLINE void forTiles(int64_t rows, int64_t cols, Args... args) {
 
 template <int R, int NV>
 struct NnAt {
-  COMPNET_INLINE static void run(int64_t i0, int64_t j0, const float* A, int64_t K, const float* B, int64_t N, float* C) {
-    nnTile<R, NV>(A + i0 * K, K, B + j0, N, K, C + i0 * N + j0, N);
+  COMPNET_INLINE static void run(int64_t i0, int64_t j0, const float* A, int64_t K, const float* B, int64_t N, float* C, float* sum, float* sq) {
+    nnTile<R, NV>(A + i0 * K, K, B + j0, N, K, C + i0 * N + j0, N, sum ? sum + j0 : nullptr, sq ? sq + j0 : nullptr);
   }
 };
 template <int R, int NV>
@@ -121,9 +134,10 @@ struct TnAt {
   }
 };
 
-// C[rows, N] = A[rows, K]·B[K, N], all row-major and dense; N a multiple of 16.
-COMPNET_CLONES void gemmRowsF(const float* A, int64_t rows, int64_t K, const float* B, int64_t N, float* C) {
-  forTiles<NnAt>(rows, N, A, K, B, N, C);
+// C[rows, N] = A[rows, K]·B[K, N], all row-major and dense; N a multiple of 16. With `sum` and
+// `sq` (N floats each) non-null, C's column sums and sums of squares are added to them.
+COMPNET_CLONES void gemmRowsF(const float* A, int64_t rows, int64_t K, const float* B, int64_t N, float* C, float* sum = nullptr, float* sq = nullptr) {
+  forTiles<NnAt>(rows, N, A, K, B, N, C, sum, sq);
 }
 
 // D[P, Q] += X[rows, P]ᵀ·Y[rows, Q], all row-major and dense; Q a multiple of 16. (A weight

@@ -10,7 +10,7 @@
 // next to them needed passes of its own (BENCHMARKS.md, "Changes applied", item 8). Here the
 // convolutions are compnet's own GEMMs (gemm_rows.h) over chunks of kChunkRows rows that stay in
 // the L2 cache, and that work runs on each chunk while it is there:
-//   forward:  h1 = x·w1ᵀ with bn1's moments; the middle's pass → h2 with bn2's moments; per chunk,
+//   forward:  h1 = x·w1ᵀ with bn1's moments summed from the GEMM's registers; the middle's pass → h2 with bn2's moments; per chunk,
 //             a2 = relu6(bn2(h2)) (never stored), h3 = a2·w3ᵀ;
 //   backward: per chunk, g = dh3·w3 (written: the middle's pass needs it whole), bn2's reductions,
 //             a2 again and w3's gradient dh3ᵀ·a2; the middle's backward pass → gm; per chunk, dh1
@@ -45,12 +45,12 @@ inline void addInto(double* acc, const std::vector<float>& part) {
   for (size_t k = 0; k < part.size(); ++k) acc[k] += part[k];
 }
 
-// A [rows, cols] float tensor from double sums, viewed as `shape`.
-inline at::Tensor fromSums(const double* sums, int64_t rows, int64_t cols, at::IntArrayRef shape, const at::TensorOptions& opts) {
+// A [rows, cols] float tensor from double sums.
+inline at::Tensor fromSums(const double* sums, int64_t rows, int64_t cols, const at::TensorOptions& opts) {
   auto t = at::empty({rows, cols}, opts);
   float* p = t.data_ptr<float>();
   for (int64_t k = 0; k < rows * cols; ++k) p[k] = static_cast<float>(sums[k]);
-  return t.view(shape);
+  return t;
 }
 
 struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
@@ -66,10 +66,11 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
     auto h1 = at::empty({N, E, H, W}, cl);
     float* h1p = h1.data_ptr<float>();
     auto m1 = reduceRows<double>(M, E, 2, [&](int64_t b, int64_t n, double* acc) {
-      std::vector<float> scratch(2 * E);
+      std::vector<float> moments(2 * E);
       forChunks(b, n, [&](int64_t r0, int64_t rows) {
-        gemmRowsF(xp + r0 * C, rows, C, b1p, E, h1p + r0 * E);
-        statsRowsF(h1p + r0 * E, rows, E, scratch.data(), acc, acc + E);
+        std::fill(moments.begin(), moments.end(), 0.0f);  // float sums per chunk, double across chunks
+        gemmRowsF(xp + r0 * C, rows, C, b1p, E, h1p + r0 * E, moments.data(), moments.data() + E);
+        addInto(acc, moments);
       });
     });
     auto f1 = bnForward<float>(m1, M, E, eps, weight1, bias1, x.options());
@@ -108,18 +109,20 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
     const float *dh3p = dh3.data_ptr<float>(), *w3p = w3m.data_ptr<float>(), *h2p = h2.data_ptr<float>(), *m2p = mean2.data_ptr<float>();
     float* gp = g.data_ptr<float>();
     auto r2 = reduceRows<double>(M, 1, 2 * E + Co * E, [&](int64_t b, int64_t n, double* acc) {
-      std::vector<float> sums(2 * E, 0.0f), dW(Co * E, 0.0f), a2(kChunkRows * E);
+      std::vector<float> sums(2 * E, 0.0f), dWt(E * Co, 0.0f), a2(kChunkRows * E);
       forChunks(b, n, [&](int64_t r0, int64_t rows) {
         gemmRowsF(dh3p + r0 * Co, rows, Co, w3p, E, gp + r0 * E);
         gradStatsRowsF(gp + r0 * E, h2p + r0 * E, rows, E, a2v.data(), b2v.data(), m2p, 0.0f, 6.0f, sums.data(), sums.data() + E);
         normRowsF(h2p + r0 * E, rows, E, a2v.data(), b2v.data(), 0.0f, 6.0f, a2.data());
-        gemmTnAccF(dh3p + r0 * Co, Co, a2.data(), E, rows, dW.data());
+        // w3's gradient transposed, (a2ᵀ·dh3)ᵀ: the GEMM's 6-row tiles then run along E, the
+        // longer side (BENCHMARKS.md, item 8)
+        gemmTnAccF(a2.data(), E, dh3p + r0 * Co, Co, rows, dWt.data());
       });
       addInto(acc, sums);
-      addInto(acc + 2 * E, dW);
+      addInto(acc + 2 * E, dWt);
     });
     auto k2 = bnBackward<float>(r2.data(), r2.data() + E, M, weight2, mean2, invstd2);
-    auto dw3 = fromSums(r2.data() + 2 * E, Co, E, w3.sizes(), w3.options());
+    auto dw3 = fromSums(r2.data() + 2 * E, E, Co, w3.options()).t().reshape(w3.sizes());
     // the middle's backward pass → gm, the depthwise weight's gradient and bn1's reductions
     auto gm = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
     auto acc = middleBackwardPass(g, h1, h2, a1v.data(), b1v.data(), a2v.data(), b2v.data(), k2, mean1, dw, gm);
@@ -140,7 +143,7 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
       });
       addInto(out, dW);
     });
-    auto dw1 = fromSums(r1.data(), E, C, w1.sizes(), w1.options());
+    auto dw1 = fromSums(r1.data(), E, C, w1.options()).view(w1.sizes());
     const at::Tensor none;
     return {dx, dw1, k1.dweight, k1.dbias, none, none, depthwiseGrad(acc, E, dw.options()), k2.dweight, k2.dbias, none, none, dw3, none, none};
   }
