@@ -67,6 +67,13 @@ COMPNET_INLINE void normRows(const T* __restrict x, int64_t rows, int64_t C, con
   }
 }
 
+// y[r, c] = x[r, c] * a[c] + b[c] + z[r, c]: batch norm, then a residual connection.
+COMPNET_INLINE void normAddRows(const float* __restrict x, int64_t rows, int64_t C, const float* __restrict a, const float* __restrict b,
+                                const float* __restrict z, float* __restrict y) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < C; ++c) y[r * C + c] = x[r * C + c] * a[c] + b[c] + z[r * C + c];
+}
+
 // With the clamp mask m = lo < x*a+b < hi: sg[c] += g·m, sgx[c] += g·m·(x - mean).
 template <typename T>
 COMPNET_INLINE void gradStatsRows(const T* __restrict g, const T* __restrict x, int64_t rows, int64_t C, const T* __restrict a, const T* __restrict b,
@@ -103,6 +110,9 @@ COMPNET_INLINE void gradInputRows(const T* __restrict g, const T* __restrict x, 
 COMPNET_CLONES void statsRowsF(const float* x, int64_t rows, int64_t C, float* scratch, double* sum, double* sq) { statsRows(x, rows, C, scratch, sum, sq); }
 COMPNET_CLONES void normRowsF(const float* x, int64_t rows, int64_t C, const float* a, const float* b, float lo, float hi, float* y) {
   normRows(x, rows, C, a, b, lo, hi, y);
+}
+COMPNET_CLONES void normAddRowsF(const float* x, int64_t rows, int64_t C, const float* a, const float* b, const float* z, float* y) {
+  normAddRows(x, rows, C, a, b, z, y);
 }
 COMPNET_CLONES void gradStatsRowsF(const float* g, const float* x, int64_t rows, int64_t C, const float* a, const float* b, const float* mean, float lo, float hi,
                                    float* sg, float* sgx) {

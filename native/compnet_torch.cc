@@ -433,15 +433,17 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
                                                       tensorArg(info, 5), tensorArg(info, 6), tensorArg(info, 7), tensorArg(info, 8), tensorArg(info, 9),
                                                       numArg(info, 10), numArg(info, 11)));
   });
-  // conv1x1(relu6(bn2(depthwise3x3(relu6(bn1(conv1x1(x, w1)))))), w3) in training mode as one op
-  // (see inverted_branch.h), and whether it takes these tensors (it needs an AVX-512 CPU).
+  // An inverted-residual block, [x +] bn3(conv1x1(...(conv1x1(x, w1))..., w3)), in training mode as
+  // one op (see inverted_branch.h), and whether it takes these tensors (it needs an AVX-512 CPU).
   EXPORT(invertedBranch, {
     return handle(info.Env(), compnet::invertedBranch(tensorArg(info, 0), tensorArg(info, 1), tensorArg(info, 2), tensorArg(info, 3), tensorArg(info, 4),
                                                       tensorArg(info, 5), tensorArg(info, 6), tensorArg(info, 7), tensorArg(info, 8), tensorArg(info, 9),
-                                                      tensorArg(info, 10), tensorArg(info, 11), numArg(info, 12), numArg(info, 13)));
+                                                      tensorArg(info, 10), tensorArg(info, 11), tensorArg(info, 12), tensorArg(info, 13), tensorArg(info, 14),
+                                                      tensorArg(info, 15), boolArg(info, 16), numArg(info, 17), numArg(info, 18)));
   });
   EXPORT(invertedBranchApplies, {
-    return Napi::Boolean::New(info.Env(), compnet::invertedBranchApplies(tensorArg(info, 0), tensorArg(info, 1), tensorArg(info, 2), tensorArg(info, 3)));
+    return Napi::Boolean::New(info.Env(),
+                              compnet::invertedBranchApplies(tensorArg(info, 0), tensorArg(info, 1), tensorArg(info, 2), tensorArg(info, 3), boolArg(info, 4)));
   });
   EXPORT(crossEntropy, {
     return handle(info.Env(), at::cross_entropy_loss(tensorArg(info, 0), tensorArg(info, 1)));

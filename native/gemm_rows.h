@@ -31,15 +31,17 @@ COMPNET_INLINE G16 gload(const float* p) {
 }
 COMPNET_INLINE void gstore(float* p, G16 v) { std::memcpy(p, &v, sizeof v); }
 
-// C[i, j] = Σ_k A[i, k]·B[k, j] for i < R, j < 16·NV; with `sum` non-null, also sum[j] += Σ_i
-// C[i, j] and sq[j] += Σ_i C[i, j]² (batch norm's moments, summed from registers).
+// C[i, j] = Z[i, j] + Σ_k A[i, k]·B[k, j] for i < R, j < 16·NV (Z: `addend`, laid out as C, or
+// zero if null); with `sum` non-null, also sum[j] += Σ_i C[i, j] and sq[j] += Σ_i C[i, j]² (batch
+// norm's moments, summed from registers).
 template <int R, int NV>
-COMPNET_INLINE void nnTile(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K, float* C, int64_t ldc, float* sum, float* sq) {
+COMPNET_INLINE void nnTile(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K, float* C, int64_t ldc, const float* addend, float* sum,
+                           float* sq) {
   G16 acc[R][NV];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[i][j] = G16{};
+    for (int j = 0; j < NV; ++j) acc[i][j] = addend ? gload(addend + i * ldc + 16 * j) : G16{};
   for (int64_t k = 0; k < K; ++k) {
     G16 b[NV];
 #pragma GCC unroll 4
@@ -123,8 +125,9 @@ COMPNET_INLINE void forTiles(int64_t rows, int64_t cols, Args... args) {
 
 template <int R, int NV>
 struct NnAt {
-  COMPNET_INLINE static void run(int64_t i0, int64_t j0, const float* A, int64_t K, const float* B, int64_t N, float* C, float* sum, float* sq) {
-    nnTile<R, NV>(A + i0 * K, K, B + j0, N, K, C + i0 * N + j0, N, sum ? sum + j0 : nullptr, sq ? sq + j0 : nullptr);
+  COMPNET_INLINE static void run(int64_t i0, int64_t j0, const float* A, int64_t K, const float* B, int64_t N, float* C, const float* Z, float* sum,
+                                 float* sq) {
+    nnTile<R, NV>(A + i0 * K, K, B + j0, N, K, C + i0 * N + j0, N, Z ? Z + i0 * N + j0 : nullptr, sum ? sum + j0 : nullptr, sq ? sq + j0 : nullptr);
   }
 };
 template <int R, int NV>
@@ -134,10 +137,12 @@ struct TnAt {
   }
 };
 
-// C[rows, N] = A[rows, K]·B[K, N], all row-major and dense; N a multiple of 16. With `sum` and
-// `sq` (N floats each) non-null, C's column sums and sums of squares are added to them.
-COMPNET_CLONES void gemmRowsF(const float* A, int64_t rows, int64_t K, const float* B, int64_t N, float* C, float* sum = nullptr, float* sq = nullptr) {
-  forTiles<NnAt>(rows, N, A, K, B, N, C, sum, sq);
+// C[rows, N] = Z + A[rows, K]·B[K, N], all row-major and dense (Z: `addend`, [rows, N], or zero if
+// null); N a multiple of 16. With `sum` and `sq` (N floats each) non-null, C's column sums and
+// sums of squares are added to them.
+COMPNET_CLONES void gemmRowsF(const float* A, int64_t rows, int64_t K, const float* B, int64_t N, float* C, const float* addend = nullptr, float* sum = nullptr,
+                              float* sq = nullptr) {
+  forTiles<NnAt>(rows, N, A, K, B, N, C, addend, sum, sq);
 }
 
 // D[P, Q] += X[rows, P]ᵀ·Y[rows, Q], all row-major and dense; Q a multiple of 16. (A weight

@@ -1,21 +1,25 @@
-// The residual branch of an inverted-residual block in training mode, from the block's input x
-// to the projection's output (before its batch norm), as one op with its own backward:
+// An inverted-residual block in training mode, from its input x to its output, as one op with
+// its own backward:
 //
-//   h3 = conv1x1(relu6(bn2(depthwise3x3(relu6(bn1(conv1x1(x, w1)))))), w3)
+//   y = x + bn3(conv1x1(relu6(bn2(depthwise3x3(relu6(bn1(conv1x1(x, w1)))))), w3))
 //
-// for a channels-last float32 x [N, C, H, W] (C, E and the output width multiples of 16).
+// (without "x +" when `residual` is false: output mixing adds the block outputs itself) for a
+// channels-last float32 x [N, C, H, W], C, E and the output width multiples of 16.
 //
 // Why: invertedMiddle (inverted_middle.h) already fuses the middle, but the two 1x1 convolutions
 // around it ran as oneDNN ops, which read and write whole 16 MiB tensors, and the batch-norm work
 // next to them needed passes of its own (BENCHMARKS.md, "Changes applied", item 8). Here the
 // convolutions are compnet's own GEMMs (gemm_rows.h) over chunks of kChunkRows rows that stay in
 // the L2 cache, and that work runs on each chunk while it is there:
-//   forward:  h1 = x·w1ᵀ with bn1's moments summed from the GEMM's registers; the middle's pass → h2 with bn2's moments; per chunk,
-//             a2 = relu6(bn2(h2)) (never stored), h3 = a2·w3ᵀ;
-//   backward: per chunk, g = dh3·w3 (written: the middle's pass needs it whole), bn2's reductions,
-//             a2 again and w3's gradient dh3ᵀ·a2; the middle's backward pass → gm; per chunk, dh1
-//             = bn1's input gradient (never stored), dx = dh1·w1 and w1's gradient dh1ᵀ·x.
-// The 16 MiB tensors are swept 12 times per step instead of 20.
+//   forward:  h1 = x·w1ᵀ with bn1's moments summed from the GEMM's registers; the middle's pass →
+//             h2 with bn2's moments; per chunk, a2 = relu6(bn2(h2)) (never stored) and h3 = a2·w3ᵀ
+//             with bn3's moments; y = bn3(h3) + x;
+//   backward: bn3's reductions; per chunk, dh3 (bn3's input gradient, never stored), g = dh3·w3
+//             (written: the middle's pass needs it whole), bn2's reductions, a2 again and w3's
+//             gradient; the middle's backward pass → gm; per chunk, dh1 = bn1's input gradient
+//             (never stored), dx = dh1·w1 + dy and w1's gradient dh1ᵀ·x.
+// The 16 MiB tensors are swept 12 times per step instead of 20, and the block's batch norm and
+// residual connection need no separate ops (and no autograd nodes) of their own.
 #pragma once
 
 #include <torch/torch.h>
@@ -53,70 +57,100 @@ inline at::Tensor fromSums(const double* sums, int64_t rows, int64_t cols, const
   return t;
 }
 
+// Per-channel moments (Σ, Σ², C each) of a [M, C] output made chunk by chunk: body(r0, rows, sum,
+// sq, scratch) makes rows [r0, r0 + rows) and adds their moments to sum and sq (float, per chunk;
+// summed across chunks and threads in double); scratch is the thread's `scratchSize` floats.
+template <typename Body>
+std::vector<double> chunkedMoments(int64_t M, int64_t C, int64_t scratchSize, const Body& body) {
+  return reduceRows<double>(M, C, 2, [&](int64_t b, int64_t n, double* acc) {
+    std::vector<float> moments(2 * C), scratch(scratchSize);
+    forChunks(b, n, [&](int64_t r0, int64_t rows) {
+      std::fill(moments.begin(), moments.end(), 0.0f);
+      body(r0, rows, moments.data(), moments.data() + C, scratch.data());
+      addInto(acc, moments);
+    });
+  });
+}
+
 struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& weight1,
                             const at::Tensor& bias1, const at::Tensor& runningMean1, const at::Tensor& runningVar1, const at::Tensor& dw,
                             const at::Tensor& weight2, const at::Tensor& bias2, const at::Tensor& runningMean2, const at::Tensor& runningVar2,
-                            const at::Tensor& w3, double momentum, double eps) {
+                            const at::Tensor& w3, const at::Tensor& weight3, const at::Tensor& bias3, const at::Tensor& runningMean3,
+                            const at::Tensor& runningVar3, bool residual, double momentum, double eps) {
     const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), M = N * H * W, E = w1.size(0), Co = w3.size(0);
     const auto cl = x.options().memory_format(at::MemoryFormat::ChannelsLast);
     const auto b1 = w1.reshape({E, C}).t().contiguous();  // [C, E]
     const float *xp = x.data_ptr<float>(), *b1p = b1.data_ptr<float>();
-    // expand: h1 = x·w1ᵀ, with bn1's moments summed from each chunk while it is in cache
+    // expand: h1 = x·w1ᵀ, with bn1's moments summed from the GEMM's registers
     auto h1 = at::empty({N, E, H, W}, cl);
     float* h1p = h1.data_ptr<float>();
-    auto m1 = reduceRows<double>(M, E, 2, [&](int64_t b, int64_t n, double* acc) {
-      std::vector<float> moments(2 * E);
-      forChunks(b, n, [&](int64_t r0, int64_t rows) {
-        std::fill(moments.begin(), moments.end(), 0.0f);  // float sums per chunk, double across chunks
-        gemmRowsF(xp + r0 * C, rows, C, b1p, E, h1p + r0 * E, moments.data(), moments.data() + E);
-        addInto(acc, moments);
-      });
-    });
-    auto f1 = bnForward<float>(m1, M, E, eps, weight1, bias1, x.options());
+    auto f1 = bnForward<float>(chunkedMoments(M, E, 0, [&](int64_t r0, int64_t rows, float* sum, float* sq, float*) {
+      gemmRowsF(xp + r0 * C, rows, C, b1p, E, h1p + r0 * E, nullptr, sum, sq);
+    }), M, E, eps, weight1, bias1, x.options());
     auto h2 = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
     auto f2 = bnForward<float>(middleForwardPass(h1, f1.a.data(), f1.shift.data(), dw, h2), M, E, eps, weight2, bias2, x.options());
-    // project: h3 = relu6(bn2(h2))·w3ᵀ, the activation made per chunk and never stored
+    // project: h3 = relu6(bn2(h2))·w3ᵀ with bn3's moments, the activation made per chunk and never stored
     const auto b3 = w3.reshape({Co, E}).t().contiguous();  // [E, Co]
     const float *h2p = h2.data_ptr<float>(), *b3p = b3.data_ptr<float>();
     auto h3 = at::empty({N, Co, H, W}, cl);
     float* h3p = h3.data_ptr<float>();
+    auto f3 = bnForward<float>(chunkedMoments(M, Co, kChunkRows * E, [&](int64_t r0, int64_t rows, float* sum, float* sq, float* a2) {
+      normRowsF(h2p + r0 * E, rows, E, f2.a.data(), f2.shift.data(), 0.0f, 6.0f, a2);
+      gemmRowsF(a2, rows, E, b3p, Co, h3p + r0 * Co, nullptr, sum, sq);
+    }), M, Co, eps, weight3, bias3, x.options());
+    // y = bn3(h3) (+ x)
+    auto y = at::empty({N, Co, H, W}, cl);
+    float* yp = y.data_ptr<float>();
+    const float inf = std::numeric_limits<float>::infinity();
     at::parallel_for(0, M, kGrain, [&](int64_t b, int64_t e) {
-      std::vector<float> a2(kChunkRows * E);
-      forChunks(b, e - b, [&](int64_t r0, int64_t rows) {
-        normRowsF(h2p + r0 * E, rows, E, f2.a.data(), f2.shift.data(), 0.0f, 6.0f, a2.data());
-        gemmRowsF(a2.data(), rows, E, b3p, Co, h3p + r0 * Co);
-      });
+      if (residual) normAddRowsF(h3p + b * Co, e - b, Co, f3.a.data(), f3.shift.data(), xp + b * C, yp + b * Co);
+      else normRowsF(h3p + b * Co, e - b, Co, f3.a.data(), f3.shift.data(), -inf, inf, yp + b * Co);
     });
     bnUpdateRunning(runningMean1, runningVar1, f1, momentum);
     bnUpdateRunning(runningMean2, runningVar2, f2, momentum);
-    ctx->save_for_backward({x, w1, weight1, bias1, f1.mean, f1.invstd, dw, h1, h2, weight2, bias2, f2.mean, f2.invstd, w3});
-    return h3;
+    bnUpdateRunning(runningMean3, runningVar3, f3, momentum);
+    ctx->save_for_backward({x, w1, weight1, bias1, f1.mean, f1.invstd, dw, h1, h2, weight2, bias2, f2.mean, f2.invstd, w3, h3, weight3, bias3, f3.mean,
+                            f3.invstd});
+    ctx->saved_data["residual"] = residual;
+    return y;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
     auto s = ctx->get_saved_variables();
     const auto &x = s[0], &w1 = s[1], &weight1 = s[2], &bias1 = s[3], &mean1 = s[4], &invstd1 = s[5], &dw = s[6];
     const auto &h1 = s[7], &h2 = s[8], &weight2 = s[9], &bias2 = s[10], &mean2 = s[11], &invstd2 = s[12], &w3 = s[13];
+    const auto &h3 = s[14], &weight3 = s[15], &bias3 = s[16], &mean3 = s[17], &invstd3 = s[18];
+    const bool residual = ctx->saved_data["residual"].toBool();
     const int64_t C = x.size(1), M = x.numel() / C, E = w1.size(0), Co = w3.size(0);
-    auto dh3 = grads[0].contiguous(at::MemoryFormat::ChannelsLast);
-    std::vector<float> a1v, b1v, a2v, b2v;
+    auto dy = grads[0].contiguous(at::MemoryFormat::ChannelsLast);
+    std::vector<float> a1v, b1v, a2v, b2v, a3v, b3v;
     bnAffine(weight1, bias1, mean1, invstd1, a1v, b1v);
     bnAffine(weight2, bias2, mean2, invstd2, a2v, b2v);
-    // project's backward: g = dh3·w3, bn2's reductions, a2 again and w3's gradient dh3ᵀ·a2
+    bnAffine(weight3, bias3, mean3, invstd3, a3v, b3v);
+    const float inf = std::numeric_limits<float>::infinity();
+    const float *dyp = dy.data_ptr<float>(), *h3p = h3.data_ptr<float>(), *m3p = mean3.data_ptr<float>();
+    // bn3's reductions
+    auto r3 = reduceRows<float>(M, Co, 2, [&](int64_t b, int64_t n, float* acc) {
+      gradStatsRowsF(dyp + b * Co, h3p + b * Co, n, Co, a3v.data(), b3v.data(), m3p, -inf, inf, acc, acc + Co);
+    });
+    auto k3 = bnBackward<float>(r3.data(), r3.data() + Co, M, weight3, mean3, invstd3);
+    // project's backward, per chunk: dh3 (bn3's input gradient), g = dh3·w3, bn2's reductions, a2
+    // again and w3's gradient
     const auto w3m = w3.reshape({Co, E}).contiguous();
     auto g = at::empty_like(h2, at::MemoryFormat::ChannelsLast);
-    const float *dh3p = dh3.data_ptr<float>(), *w3p = w3m.data_ptr<float>(), *h2p = h2.data_ptr<float>(), *m2p = mean2.data_ptr<float>();
+    const float *w3p = w3m.data_ptr<float>(), *h2p = h2.data_ptr<float>(), *m2p = mean2.data_ptr<float>();
     float* gp = g.data_ptr<float>();
     auto r2 = reduceRows<double>(M, 1, 2 * E + Co * E, [&](int64_t b, int64_t n, double* acc) {
-      std::vector<float> sums(2 * E, 0.0f), dWt(E * Co, 0.0f), a2(kChunkRows * E);
+      std::vector<float> sums(2 * E, 0.0f), dWt(E * Co, 0.0f), a2(kChunkRows * E), dh3(kChunkRows * Co);
       forChunks(b, n, [&](int64_t r0, int64_t rows) {
-        gemmRowsF(dh3p + r0 * Co, rows, Co, w3p, E, gp + r0 * E);
+        gradInputRowsF(dyp + r0 * Co, h3p + r0 * Co, rows, Co, a3v.data(), b3v.data(), -inf, inf, k3.k1.data(), k3.k2.data(), k3.k3.data(), dh3.data());
+        gemmRowsF(dh3.data(), rows, Co, w3p, E, gp + r0 * E);
         gradStatsRowsF(gp + r0 * E, h2p + r0 * E, rows, E, a2v.data(), b2v.data(), m2p, 0.0f, 6.0f, sums.data(), sums.data() + E);
         normRowsF(h2p + r0 * E, rows, E, a2v.data(), b2v.data(), 0.0f, 6.0f, a2.data());
         // w3's gradient transposed, (a2ᵀ·dh3)ᵀ: the GEMM's 6-row tiles then run along E, the
         // longer side (BENCHMARKS.md, item 8)
-        gemmTnAccF(a2.data(), E, dh3p + r0 * Co, Co, rows, dWt.data());
+        gemmTnAccF(a2.data(), E, dh3.data(), Co, rows, dWt.data());
       });
       addInto(acc, sums);
       addInto(acc + 2 * E, dWt);
@@ -128,57 +162,62 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
     auto acc = middleBackwardPass(g, h1, h2, a1v.data(), b1v.data(), a2v.data(), b2v.data(), k2, mean1, dw, gm);
     g.reset();
     auto k1 = bnBackward<float>(acc.data() + 9 * E, acc.data() + 10 * E, M, weight1, mean1, invstd1);
-    // expand's backward: per chunk, dh1 (bn1's input gradient), dx = dh1·w1, w1's gradient dh1ᵀ·x
+    // expand's backward, per chunk: dh1 (bn1's input gradient), dx = dh1·w1 (+ dy), w1's gradient dh1ᵀ·x
     const auto w1m = w1.reshape({E, C}).contiguous();
     auto dx = at::empty_like(x, at::MemoryFormat::ChannelsLast);
     const float *gmp = gm.data_ptr<float>(), *h1p = h1.data_ptr<float>(), *xp = x.data_ptr<float>(), *w1p = w1m.data_ptr<float>();
     float* dxp = dx.data_ptr<float>();
-    const float inf = std::numeric_limits<float>::infinity();
     auto r1 = reduceRows<double>(M, 1, E * C, [&](int64_t b, int64_t n, double* out) {
       std::vector<float> dW(E * C, 0.0f), dh1(kChunkRows * E);
       forChunks(b, n, [&](int64_t r0, int64_t rows) {
         gradInputRowsF(gmp + r0 * E, h1p + r0 * E, rows, E, a1v.data(), b1v.data(), -inf, inf, k1.k1.data(), k1.k2.data(), k1.k3.data(), dh1.data());
-        gemmRowsF(dh1.data(), rows, E, w1p, C, dxp + r0 * C);
+        gemmRowsF(dh1.data(), rows, E, w1p, C, dxp + r0 * C, residual ? dyp + r0 * C : nullptr);
         gemmTnAccF(dh1.data(), E, xp + r0 * C, C, rows, dW.data());
       });
       addInto(out, dW);
     });
     auto dw1 = fromSums(r1.data(), E, C, w1.options()).view(w1.sizes());
     const at::Tensor none;
-    return {dx, dw1, k1.dweight, k1.dbias, none, none, depthwiseGrad(acc, E, dw.options()), k2.dweight, k2.dbias, none, none, dw3, none, none};
+    return {dx, dw1, k1.dweight, k1.dbias, none, none, depthwiseGrad(acc, E, dw.options()), k2.dweight, k2.dbias, none, none, dw3, k3.dweight, k3.dbias,
+            none, none, none, none, none};
   }
 };
 
 // Whether invertedBranch takes these: float32 channels-last x [N, C, H, W] with N·H·W > 1, w1
-// [E, C, 1, 1], dw [E, 1, 3, 3], w3 [Co, E, 1, 1], with C, E and Co multiples of 16; and a CPU
-// with AVX-512 (the GEMMs' 6 x 64 register tiles need its 32 vector registers; elsewhere oneDNN's
-// convolutions are the faster path).
-inline bool invertedBranchApplies(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& dw, const at::Tensor& w3) {
+// [E, C, 1, 1], dw [E, 1, 3, 3], w3 [Co, E, 1, 1], with C, E and Co multiples of 16 (and Co = C
+// for the residual connection); and a CPU with AVX-512 (the GEMMs' 6 x 64 register tiles need its
+// 32 vector registers; elsewhere oneDNN's convolutions are the faster path).
+inline bool invertedBranchApplies(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& dw, const at::Tensor& w3, bool residual) {
   static const bool avx512 = __builtin_cpu_supports("avx512f");
   const auto isFloat = [](const at::Tensor& t) { return t.scalar_type() == at::kFloat && t.device().is_cpu(); };
   if (!avx512 || x.dim() != 4 || !isFloat(x) || !x.is_contiguous(at::MemoryFormat::ChannelsLast) || x.size(0) * x.size(2) * x.size(3) <= 1) return false;
   if (w1.dim() != 4 || !isFloat(w1) || w3.dim() != 4 || !isFloat(w3)) return false;
   const int64_t C = x.size(1), E = w1.size(0), Co = w3.size(0);
-  return C % 16 == 0 && E % 16 == 0 && Co % 16 == 0 && w1.sizes() == at::IntArrayRef{E, C, 1, 1} && w3.sizes() == at::IntArrayRef{Co, E, 1, 1} &&
-         dw.dim() == 4 && isFloat(dw) && dw.sizes() == at::IntArrayRef{E, 1, 3, 3};
+  return C % 16 == 0 && E % 16 == 0 && Co % 16 == 0 && (!residual || Co == C) && w1.sizes() == at::IntArrayRef{E, C, 1, 1} &&
+         w3.sizes() == at::IntArrayRef{Co, E, 1, 1} && dw.dim() == 4 && isFloat(dw) && dw.sizes() == at::IntArrayRef{E, 1, 3, 3};
 }
 
-// conv1x1(relu6(bn2(depthwise3x3(relu6(bn1(conv1x1(x, w1)))))), w3) in training mode (batch
-// statistics; running ones updated); every per-channel tensor has E float32 values.
+// [x +] bn3(conv1x1(relu6(bn2(depthwise3x3(relu6(bn1(conv1x1(x, w1)))))), w3)) in training mode
+// (batch statistics; running ones updated); bn1's and bn2's tensors have E float32 values, bn3's Co.
 inline at::Tensor invertedBranch(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& weight1, const at::Tensor& bias1, const at::Tensor& runningMean1,
                                  const at::Tensor& runningVar1, const at::Tensor& dw, const at::Tensor& weight2, const at::Tensor& bias2,
-                                 const at::Tensor& runningMean2, const at::Tensor& runningVar2, const at::Tensor& w3, double momentum, double eps) {
-  if (!invertedBranchApplies(x, w1, dw, w3)) {
+                                 const at::Tensor& runningMean2, const at::Tensor& runningVar2, const at::Tensor& w3, const at::Tensor& weight3,
+                                 const at::Tensor& bias3, const at::Tensor& runningMean3, const at::Tensor& runningVar3, bool residual, double momentum,
+                                 double eps) {
+  if (!invertedBranchApplies(x, w1, dw, w3, residual)) {
     std::ostringstream s;
     s << "invertedBranch: needs an AVX-512 CPU, float32 channels-last input [N, C, H, W] and weights [E, C, 1, 1], [E, 1, 3, 3], [Co, E, 1, 1] with C, E "
-         "and Co multiples of 16; got input "
-      << x.sizes() << " " << x.scalar_type() << (x.is_contiguous(at::MemoryFormat::ChannelsLast) ? "" : " (not channels-last)") << ", weights " << w1.sizes()
-      << ", " << dw.sizes() << ", " << w3.sizes();
+         "and Co multiples of 16"
+      << (residual ? " and Co = C (residual)" : "") << "; got input " << x.sizes() << " " << x.scalar_type()
+      << (x.is_contiguous(at::MemoryFormat::ChannelsLast) ? "" : " (not channels-last)") << ", weights " << w1.sizes() << ", " << dw.sizes() << ", "
+      << w3.sizes();
     throw std::invalid_argument(s.str());
   }
   checkNorms("invertedBranch", x, w1.size(0), {&weight1, &bias1, &runningMean1, &runningVar1, &weight2, &bias2, &runningMean2, &runningVar2});
+  checkNorms("invertedBranch", x, w3.size(0), {&weight3, &bias3, &runningMean3, &runningVar3});
   return InvertedBranch::apply(x, w1, weight1.contiguous(), bias1.contiguous(), runningMean1, runningVar1, dw.contiguous(), weight2.contiguous(),
-                               bias2.contiguous(), runningMean2, runningVar2, w3, momentum, eps);
+                               bias2.contiguous(), runningMean2, runningVar2, w3, weight3.contiguous(), bias3.contiguous(), runningMean3, runningVar3,
+                               residual, momentum, eps);
 }
 
 }  // namespace compnet

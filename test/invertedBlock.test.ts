@@ -7,10 +7,11 @@ import { assertClose, assertFusedTrainingMatches, tinySpec } from './helpers.js'
 
 /**
  * The fused ops' operands and an upstream gradient. The middle (`invertedMiddle`) takes h1
- * [N, E, H, W]; the branch (`invertedBranch`, when `branch` is given) takes x [N, C, H, W] and the
- * two 1x1 weights [E, C, 1, 1] and [Co, E, 1, 1] around the middle.
+ * [N, E, H, W]; the whole block (`invertedBranch`, when `branch` is given) takes x [N, C, H, W],
+ * the two 1x1 weights [E, C, 1, 1] and [Co, E, 1, 1] around the middle and the last batch norm
+ * (Co values), with or without the residual connection.
  */
-function inputs(shape: [number, number, number, number], seed: number, branch?: { C: number; Co: number }) {
+function inputs(shape: [number, number, number, number], seed: number, branch?: { C: number; Co: number; residual: boolean }) {
   T.manualSeed(seed);
   const [N, E, H, W] = shape;
   const make = (f: () => T.Tensor) => T.keep(T.tidy(f));
@@ -23,9 +24,11 @@ function inputs(shape: [number, number, number, number], seed: number, branch?: 
   const g2 = make(() => T.rand([E]).mul(2).add(0.5));
   const b2 = make(() => T.randn([E]).mul(2).add(1));
   const w3 = branch ? make(() => T.randn([branch.Co, E, 1, 1]).mul(0.3)) : null;
+  const g3 = branch ? make(() => T.rand([branch.Co]).mul(2).add(0.5)) : null;
+  const b3 = branch ? make(() => T.randn([branch.Co])) : null;
   const r = make(() => T.randn([N, branch ? branch.Co : E, H, W]).contiguous('channels_last'));
-  const leaves = [input, w1, g1, b1, dw, g2, b2, w3].filter((t): t is T.Tensor => !!t);
-  return { E, leaves, r, branch: !!branch, dispose: () => [...leaves, r].forEach((t) => t.dispose()) };
+  const leaves = [input, w1, g1, b1, dw, g2, b2, w3, g3, b3].filter((t): t is T.Tensor => !!t);
+  return { E, Co: branch?.Co ?? 0, leaves, r, branch, dispose: () => [...leaves, r].forEach((t) => t.dispose()) };
 }
 
 type Inputs = ReturnType<typeof inputs>;
@@ -38,20 +41,25 @@ const data = (t: T.Tensor) => T.tidy(() => Float64Array.from(t.to('float32').toF
 function run(s: Inputs, fused: boolean) {
   const dt = fused ? 'float32' : 'float64';
   const leaves = T.keep(s.leaves.map((t) => T.tidy(() => t.to(dt).clone()).setRequiresGrad(true)));
-  const [input, w1, g1, b1, dw, g2, b2, w3] = s.branch ? leaves : [leaves[0]!, null, ...leaves.slice(1), null];
-  const stats = T.keep([T.zeros([s.E], dt), T.ones([s.E], dt), T.zeros([s.E], dt), T.ones([s.E], dt)]);
-  const [m1, v1, m2, v2] = stats as [T.Tensor, T.Tensor, T.Tensor, T.Tensor];
+  const [input, w1, g1, b1, dw, g2, b2, w3, g3, b3] = s.branch ? leaves : [leaves[0]!, null, ...leaves.slice(1), null, null, null];
+  const stats = T.keep([s.E, s.E, s.Co].flatMap((n) => (n ? [T.zeros([n], dt), T.ones([n], dt)] : [])));
+  const [m1, v1, m2, v2, m3, v3] = stats;
   const y = T.tidy(() => {
-    const bn1 = { weight: g1!, bias: b1!, runningMean: m1, runningVar: v1, momentum: 0.3 };
-    const bn2 = { weight: g2!, bias: b2!, runningMean: m2, runningVar: v2, momentum: 0.3 };
+    const bn1 = { weight: g1!, bias: b1!, runningMean: m1!, runningVar: v1!, momentum: 0.3 };
+    const bn2 = { weight: g2!, bias: b2!, runningMean: m2!, runningVar: v2!, momentum: 0.3 };
+    const bn3 = { weight: g3!, bias: b3!, runningMean: m3!, runningVar: v3!, momentum: 0.3 };
     const middle = (h1: T.Tensor) =>
       T.batchNorm(T.conv2d(T.batchNorm(h1, { ...bn1, training: true }).clamp(0, 6), dw!, { padding: 1, groups: s.E }), { ...bn2, training: true }).clamp(0, 6);
+    const block = (x: T.Tensor) => {
+      const f = T.batchNorm(T.conv2d(middle(T.conv2d(x, w1!)), w3!), { ...bn3, training: true });
+      return s.branch!.residual ? x.add(f) : f;
+    };
     const out = fused
       ? s.branch
-        ? T.invertedBranch(input!, w1!, bn1, dw!, bn2, w3!, 0.3)
+        ? T.invertedBranch(input!, w1!, bn1, dw!, bn2, w3!, bn3, { residual: s.branch.residual, momentum: 0.3 })
         : T.invertedMiddle(input!, bn1, dw!, bn2, 0.3)
       : s.branch
-        ? T.conv2d(middle(T.conv2d(input!, w1!)), w3!)
+        ? block(input!)
         : middle(input!);
     out.mul(s.r.to(dt)).sum().backward();
     return out.detach();
@@ -67,7 +75,7 @@ function assertMatchesReference(s: Inputs, leafNames: string[]): Float64Array {
   const f = run(s, true);
   const u = run(s, false);
   assertClose(f.y, u.y, 1e-5, 'output');
-  ['mean1', 'var1', 'mean2', 'var2'].forEach((k, i) => assertClose(f.stats[i]!, u.stats[i]!, 1e-5, k));
+  ['mean1', 'var1', 'mean2', 'var2', 'mean3', 'var3'].slice(0, f.stats.length).forEach((k, i) => assertClose(f.stats[i]!, u.stats[i]!, 1e-5, k));
   leafNames.forEach((k, i) => assertClose(f.grads[i]!, u.grads[i]!, 1e-4, `gradient of ${k}`));
   return f.y;
 }
@@ -90,23 +98,26 @@ for (const shape of [
 
 /** Whether this CPU runs invertedBranch (it needs AVX-512). */
 const branchRuns = () =>
-  T.tidy(() => T.invertedBranchApplies(T.zeros([1, 16, 2, 2]).contiguous('channels_last'), T.zeros([16, 16, 1, 1]), T.zeros([16, 1, 3, 3]), T.zeros([16, 16, 1, 1])));
+  T.tidy(() =>
+    T.invertedBranchApplies(T.zeros([1, 16, 2, 2]).contiguous('channels_last'), T.zeros([16, 16, 1, 1]), T.zeros([16, 1, 3, 3]), T.zeros([16, 16, 1, 1]), true),
+  );
 
-// [3,80,5,7] with C = 32, Co = 48: N·H·W = 105 rows, not a multiple of the 6-row GEMM tile; E = 80
-// and Co = 48 are a 64-wide and a 16-wide column tile; C = 32, two 16-wide ones. [2,256,12,12] with
-// C = Co = 64: the reference block's widths, 288 rows (three 96-row chunks).
-for (const [shape, C, Co] of [
-  [[3, 80, 5, 7], 32, 48],
-  [[2, 256, 12, 12], 64, 64],
-] as [[number, number, number, number], number, number][]) {
-  test(`fused inverted-block branch matches the unfused ops in float64 ([${shape.join(',')}], C ${C}, Co ${Co}): output, running statistics, gradients`, (t) => {
+// [3,80,5,7] with C = 32, Co = 48, no residual (output mixing): N·H·W = 105 rows, not a multiple of
+// the 6-row GEMM tile; E = 80 and Co = 48 are a 64-wide and a 16-wide column tile; C = 32, two
+// 16-wide ones. [2,256,12,12] with C = Co = 64 and the residual: the reference block's widths, 288
+// rows (three 96-row chunks).
+for (const [shape, C, Co, residual] of [
+  [[3, 80, 5, 7], 32, 48, false],
+  [[2, 256, 12, 12], 64, 64, true],
+] as [[number, number, number, number], number, number, boolean][]) {
+  test(`fused inverted block matches the unfused ops in float64 ([${shape.join(',')}], C ${C}, Co ${Co}, residual ${residual}): output, running statistics, gradients`, (t) => {
     if (!branchRuns()) {
       t.skip('this CPU has no AVX-512');
       return;
     }
     const before = T.liveStats().tensors;
-    const s = inputs(shape, 4, { C, Co });
-    assertMatchesReference(s, ['x', 'w1', 'weight1', 'bias1', 'depthwise', 'weight2', 'bias2', 'w3']);
+    const s = inputs(shape, 4, { C, Co, residual });
+    assertMatchesReference(s, ['x', 'w1', 'weight1', 'bias1', 'depthwise', 'weight2', 'bias2', 'w3', 'weight3', 'bias3']);
     s.dispose();
     assert.equal(T.liveStats().tensors, before, 'no tensors leak');
   });
@@ -127,18 +138,22 @@ test('fused inverted-block middle rejects inputs it cannot run, naming the op an
   });
 });
 
-test('fused inverted-block branch rejects inputs it cannot run, naming the op and what it needs', () => {
+test('fused inverted block rejects inputs it cannot run, naming the op and what it needs', () => {
   T.tidy(() => {
     const [C, E] = [16, 32];
-    const bn = { weight: T.ones([E]), bias: T.zeros([E]), runningMean: T.zeros([E]), runningVar: T.ones([E]) };
+    const norm = (n: number) => ({ weight: T.ones([n]), bias: T.zeros([n]), runningMean: T.zeros([n]), runningVar: T.ones([n]) });
+    const [bn, bn3] = [norm(E), norm(C)];
     const [w1, dw, w3] = [T.randn([E, C, 1, 1]), T.randn([E, 1, 3, 3]), T.randn([C, E, 1, 1])];
     const x = T.randn([2, C, 4, 4]);
-    assert.throws(() => T.invertedBranch(x, w1, bn, dw, bn, w3), /invertedBranch.*\[2, 16, 4, 4\].*not channels-last/);
+    const r = { residual: true };
+    assert.throws(() => T.invertedBranch(x, w1, bn, dw, bn, w3, bn3, r), /invertedBranch.*\[2, 16, 4, 4\].*not channels-last/);
     const xc = x.contiguous('channels_last');
-    assert.throws(() => T.invertedBranch(xc, w1, bn, dw, bn, T.randn([8, E, 1, 1])), /invertedBranch.*multiples of 16.*\[8, 32, 1, 1\]/);
-    assert.throws(() => T.invertedBranch(xc, w1, { ...bn, bias: T.zeros([4]) }, dw, bn, w3), /invertedBranch.*32 values, got \[4\]/);
-    assert.equal(T.invertedBranchApplies(xc, w1, dw, w3), branchRuns());
-    assert.equal(T.invertedBranchApplies(x, w1, dw, w3), false, 'not channels-last');
+    assert.throws(() => T.invertedBranch(xc, w1, bn, dw, bn, T.randn([8, E, 1, 1]), norm(8), r), /invertedBranch.*multiples of 16.*\[8, 32, 1, 1\]/);
+    assert.throws(() => T.invertedBranch(xc, w1, bn, dw, bn, T.randn([32, E, 1, 1]), norm(32), r), /invertedBranch.*Co = C \(residual\).*\[32, 32, 1, 1\]/);
+    assert.throws(() => T.invertedBranch(xc, w1, { ...bn, bias: T.zeros([4]) }, dw, bn, w3, bn3, r), /invertedBranch.*32 values, got \[4\]/);
+    assert.throws(() => T.invertedBranch(xc, w1, bn, dw, bn, w3, bn, r), /invertedBranch.*16 values, got \[32\]/);
+    assert.equal(T.invertedBranchApplies(xc, w1, dw, w3, true), branchRuns());
+    assert.equal(T.invertedBranchApplies(x, w1, dw, w3, true), false, 'not channels-last');
   });
 });
 

@@ -129,39 +129,37 @@ export function consume(h: Tensor, next: Tensor, keepAlive?: Tensor): Tensor {
 }
 
 /**
- * The residual branch `f(x)` of one block: conv → BN → (act) per slot. `normOf(i)` says whose
- * batch norm slot `i` uses (the caller decides: it belongs to the task and step). In training
- * mode, `o.fused` may run parts of an inverted block as one native op where it applies: with
- * `branch`, 1x1 conv → BN → ReLU6 → depthwise 3x3 → BN → ReLU6 → 1x1 conv; with `block` (or
- * where `branch` does not apply), BN → ReLU6 → depthwise 3x3 → BN → ReLU6. Intermediates are
- * freed at their last use; `x` stays the caller's.
+ * One block: `x + f(x)` with `residual`, else the residual branch `f(x)` alone (output mixing adds
+ * the branches itself). `f` is conv → BN → (act) per slot; `normOf(i)` says whose batch norm slot
+ * `i` uses (the caller decides: it belongs to the task and step). In training mode, `o.fused` may
+ * run parts of an inverted block as one native op where it applies: with `branch`, the whole block
+ * (`invertedBranch`: both 1x1 convs, the middle, the last batch norm and the residual connection);
+ * with `block` (or where `branch` does not apply), BN → ReLU6 → depthwise 3x3 → BN → ReLU6.
+ * Intermediates are freed at their last use; `x` stays the caller's.
  */
-export function residualBranch(x: Tensor, slots: ConvSlot[], weights: Tensor[], normOf: (slot: number) => SlotNorm, o: NormOptions, act: Activation): Tensor {
+export function residualBlock(x: Tensor, slots: ConvSlot[], weights: Tensor[], normOf: (slot: number) => SlotNorm, o: NormOptions, act: Activation, residual: boolean): Tensor {
   const params = (i: number) => {
     const n = normOf(i);
     return siteParams(n.site, n.index, o.stats);
   };
   const momentum = o.momentum ?? 0.1;
   const inverted = (i: number) => o.training && act === 'relu6' && slots[i]!.activate && !!slots[i + 1] && isDepthwise3x3(slots[i + 1]!);
+  const [w1, dw, w3] = weights;
+  if (o.fused === 'branch' && slots.length === 3 && inverted(0) && is1x1(slots[0]!) && is1x1(slots[2]!) && !slots[2]!.activate && fusable(x, o) && invertedBranchApplies(x, w1!, dw!, w3!, residual))
+    return invertedBranch(x, w1!, params(0), dw!, params(1), w3!, params(2), { residual, momentum });
   let h = x;
   for (let i = 0; i < slots.length; i++) {
     const s = slots[i]!;
-    const after = slots[i + 2];
-    if (o.fused === 'branch' && inverted(i) && is1x1(s) && after && is1x1(after) && fusable(h, o) && invertedBranchApplies(h, weights[i]!, weights[i + 1]!, weights[i + 2]!)) {
-      h = consume(h, invertedBranch(h, weights[i]!, params(i), weights[i + 1]!, params(i + 1), weights[i + 2]!, momentum), x);
-      i += 2;
-    } else {
-      h = consume(h, conv2d(h, weights[i]!, { padding: s.padding, groups: s.groups }), x);
-      if (fusesMiddle(o.fused) && inverted(i) && fusable(h, o) && invertedMiddleApplies(h, weights[i + 1]!)) {
-        h = consume(h, invertedMiddle(h, params(i), weights[i + 1]!, params(i + 1), momentum), x);
-        i++;
-        continue;
-      }
+    h = consume(h, conv2d(h, weights[i]!, { padding: s.padding, groups: s.groups }), x);
+    if (fusesMiddle(o.fused) && inverted(i) && fusable(h, o) && invertedMiddleApplies(h, weights[i + 1]!)) {
+      h = consume(h, invertedMiddle(h, params(i), weights[i + 1]!, params(i + 1), momentum), x);
+      i++;
+      continue;
     }
     const n = normOf(i);
-    h = consume(h, normAct(n.site, n.index, h, o, slots[i]!.activate ? act : null), x);
+    h = consume(h, normAct(n.site, n.index, h, o, s.activate ? act : null), x);
   }
-  return h;
+  return residual ? consume(h, x.add(h), x) : h;
 }
 
 /** A plain 1x1 convolution. */

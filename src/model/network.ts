@@ -3,7 +3,7 @@
  * batch-norm patch and a head (heads may be shared between tasks of one label space).
  */
 import { Tensor, tensor, conv2d, linear, noGrad, keep, manualSeed, tidy, rand, gradEnabled } from '../torch/index.js';
-import { FUSED_MIN_ELEMENTS, consume, normAct, residualBranch, type FusedBatchNorm, type NormOptions } from './block.js';
+import { FUSED_MIN_ELEMENTS, consume, normAct, residualBlock, type FusedBatchNorm, type NormOptions } from './block.js';
 import { kaimingNormal, Pool } from './pool.js';
 import { Order } from './order.js';
 import { EvalPlans, type EvalPlan } from './evalPlan.js';
@@ -240,25 +240,23 @@ export class CompNet {
       seq.forEach((b, l) => {
         const idx = spec.mixing === 'output' ? [l, b] : [l];
         const weights = this.pool.block(b);
-        const f = residualBranch(h, slots, weights, (i) => ({ site: task.patch.steps[i]!, index: idx }), norm, spec.activation);
+        const y = residualBlock(h, slots, weights, (i) => ({ site: task.patch.steps[i]!, index: idx }), norm, spec.activation, true);
         weights.forEach((w) => w.dispose());
-        h = consume(h, h.add(f));
-        f.dispose();
+        h = consume(h, y);
       });
     } else if (spec.mixing === 'weight') {
       const w = this.mixingWeights(taskName, mode, o.tau ?? 1);
       const mixed = this.pool.mix(w);
       for (let l = 0; l < spec.steps; l++) {
-        const f = residualBranch(h, slots, mixed.map((m) => m.select(0, l)), (i) => ({ site: task.patch.steps[i]!, index: [l] }), norm, spec.activation);
-        h = consume(h, h.add(f));
-        f.dispose();
+        const y = residualBlock(h, slots, mixed.map((m) => m.select(0, l)), (i) => ({ site: task.patch.steps[i]!, index: [l] }), norm, spec.activation, true);
+        h = consume(h, y);
       }
     } else {
       const w = this.mixingWeights(taskName, mode, o.tau ?? 1);
       for (let l = 0; l < spec.steps; l++) {
         let acc: Tensor | undefined;
         for (let b = 0; b < spec.blocks; b++) {
-          const f = residualBranch(h, slots, this.pool.block(b), (i) => ({ site: task.patch.steps[i]!, index: [l, b] }), norm, spec.activation);
+          const f = residualBlock(h, slots, this.pool.block(b), (i) => ({ site: task.patch.steps[i]!, index: [l, b] }), norm, spec.activation, false);
           const term = consume(f, f.mul(w.select(0, l).select(0, b)));
           acc = acc ? consume(acc, acc.add(term)) : term;
           if (acc !== term) term.dispose();

@@ -101,22 +101,33 @@ export function invertedMiddleApplies(h1: Tensor, dw: Tensor): boolean {
 }
 
 /**
- * `conv1x1(relu6(bn2(depthwise3x3(relu6(bn1(conv1x1(x, w1)))))), w3)`, an inverted-residual block's
- * branch up to its projection (before the projection's batch norm), in training mode as one native
- * op with its own backward (native/inverted_branch.h): the 1x1 convolutions are compnet's own GEMMs
- * over cache-sized chunks of rows, with the batch-norm work fused into them, so the expanded
- * tensors are swept 12 times per step instead of 20. Takes what `invertedBranchApplies` accepts:
- * float32 channels-last `x` `[N, C, H, W]`, `w1` `[E, C, 1, 1]`, `dw` `[E, 1, 3, 3]`, `w3`
- * `[Co, E, 1, 1]`, with C, E and Co multiples of 16, on a CPU with AVX-512.
+ * An inverted-residual block in training mode, `x + bn3(conv1x1(relu6(bn2(depthwise3x3(relu6(
+ * bn1(conv1x1(x, w1)))))), w3))` (without `x +` when `residual` is false), as one native op with
+ * its own backward (native/inverted_branch.h): the 1x1 convolutions are compnet's own GEMMs over
+ * cache-sized chunks of rows, with the batch-norm work and the residual connection fused into
+ * them, so the expanded tensors are swept 12 times per step instead of 20. Batch statistics are
+ * used and the running ones updated, as `batchNorm` does. Takes what `invertedBranchApplies`
+ * accepts: float32 channels-last `x` `[N, C, H, W]`, `w1` `[E, C, 1, 1]`, `dw` `[E, 1, 3, 3]`, `w3`
+ * `[Co, E, 1, 1]`, with C, E and Co multiples of 16 (Co = C with the residual), on a CPU with
+ * AVX-512.
  */
-export function invertedBranch(x: Tensor, w1: Tensor, bn1: BatchNormParams, dw: Tensor, bn2: BatchNormParams, w3: Tensor, momentum = 0.1, eps = BN_EPS): Tensor {
-  const ins = [x, w1, ...middleNorms(bn1), dw, ...middleNorms(bn2), w3];
-  return runOp('invertedBranch', ins, [...ins.map((t) => t.handle), momentum, eps]);
+export function invertedBranch(
+  x: Tensor,
+  w1: Tensor,
+  bn1: BatchNormParams,
+  dw: Tensor,
+  bn2: BatchNormParams,
+  w3: Tensor,
+  bn3: BatchNormParams,
+  o: { residual: boolean; momentum?: number; eps?: number },
+): Tensor {
+  const ins = [x, w1, ...middleNorms(bn1), dw, ...middleNorms(bn2), w3, ...middleNorms(bn3)];
+  return runOp('invertedBranch', ins, [...ins.map((t) => t.handle), o.residual, o.momentum ?? 0.1, o.eps ?? BN_EPS]);
 }
 
 /** Whether `invertedBranch` takes these tensors on this CPU. */
-export function invertedBranchApplies(x: Tensor, w1: Tensor, dw: Tensor, w3: Tensor): boolean {
-  return call<boolean>('invertedBranchApplies', x.handle, w1.handle, dw.handle, w3.handle);
+export function invertedBranchApplies(x: Tensor, w1: Tensor, dw: Tensor, w3: Tensor, residual: boolean): boolean {
+  return call<boolean>('invertedBranchApplies', x.handle, w1.handle, dw.handle, w3.handle, residual);
 }
 
 /** `x @ w^T + b`. */
