@@ -55,9 +55,9 @@ export function activateFresh(bnOut: Tensor, a: Activation): Tensor {
  * ReLU6 (`batchNormClamp`); `all`, every one; `block`, as `all`, and the middle of an
  * inverted-residual block (batch norm, ReLU6, 3x3 depthwise conv, batch norm, ReLU6) as one op
  * (`invertedMiddle`) where it applies (float32, expanded width a multiple of 16); `branch`, as
- * `block`, and the whole branch of an inverted-residual block from its input to its projection
- * (1x1 conv, the middle, 1x1 conv) as one op with compnet's own GEMMs (`invertedBranch`) where it
- * applies (also: widths multiples of 16, a CPU with AVX-512).
+ * `block`, and each whole inverted-residual block (1x1 conv, the middle, 1x1 conv, batch norm and
+ * the residual add) as one op with compnet's own GEMMs (`invertedBranch`) where it applies (also:
+ * every width a multiple of 16, a CPU with AVX-512).
  */
 export type FusedBatchNorm = 'off' | 'relu6' | 'all' | 'block' | 'branch';
 

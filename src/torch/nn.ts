@@ -77,7 +77,7 @@ export interface BatchNormParams {
 }
 
 /** A fused op's batch-norm operands, in the native op's order. */
-const middleNorms = (p: BatchNormParams): Tensor[] => [p.weight, p.bias, p.runningMean, p.runningVar];
+const bnOperands = (p: BatchNormParams): Tensor[] => [p.weight, p.bias, p.runningMean, p.runningVar];
 
 /**
  * `relu6(bn2(depthwise3x3(relu6(bn1(h1)))))`, the middle of an inverted-residual block, in
@@ -87,7 +87,7 @@ const middleNorms = (p: BatchNormParams): Tensor[] => [p.weight, p.bias, p.runni
  * `invertedMiddleApplies`), `dw` `[E, 1, 3, 3]`; zero padding, stride 1.
  */
 export function invertedMiddle(h1: Tensor, bn1: BatchNormParams, dw: Tensor, bn2: BatchNormParams, momentum = 0.1, eps = BN_EPS): Tensor {
-  const ins = [h1, ...middleNorms(bn1), dw, ...middleNorms(bn2)];
+  const ins = [h1, ...bnOperands(bn1), dw, ...bnOperands(bn2)];
   return runOp('invertedMiddle', ins, [...ins.map((t) => t.handle), momentum, eps]);
 }
 
@@ -121,7 +121,7 @@ export function invertedBranch(
   bn3: BatchNormParams,
   o: { residual: boolean; momentum?: number; eps?: number },
 ): Tensor {
-  const ins = [x, w1, ...middleNorms(bn1), dw, ...middleNorms(bn2), w3, ...middleNorms(bn3)];
+  const ins = [x, w1, ...bnOperands(bn1), dw, ...bnOperands(bn2), w3, ...bnOperands(bn3)];
   return runOp('invertedBranch', ins, [...ins.map((t) => t.handle), o.residual, o.momentum ?? 0.1, o.eps ?? BN_EPS]);
 }
 
