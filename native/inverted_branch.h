@@ -129,6 +129,8 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
     bnAffine(weight2, bias2, mean2, invstd2, a2v, b2v);
     bnAffine(weight3, bias3, mean3, invstd3, a3v, b3v);
     const float inf = std::numeric_limits<float>::infinity();
+    // A frozen pool (transfer, adaptation) needs no weight gradients: their GEMMs are skipped.
+    const bool needW1 = ctx->needs_input_grad(1), needW3 = ctx->needs_input_grad(11);
     const float *dyp = dy.data_ptr<float>(), *h3p = h3.data_ptr<float>(), *m3p = mean3.data_ptr<float>();
     // bn3's reductions
     auto r3 = reduceRows<float>(M, Co, 2, [&](int64_t b, int64_t n, float* acc) {
@@ -147,6 +149,7 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
         gradInputRowsF(dyp + r0 * Co, h3p + r0 * Co, rows, Co, a3v.data(), b3v.data(), -inf, inf, k3.k1.data(), k3.k2.data(), k3.k3.data(), dh3.data());
         gemmRowsF(dh3.data(), rows, Co, w3p, E, gp + r0 * E);
         gradStatsRowsF(gp + r0 * E, h2p + r0 * E, rows, E, a2v.data(), b2v.data(), m2p, 0.0f, 6.0f, sums.data(), sums.data() + E);
+        if (!needW3) return;
         normRowsF(h2p + r0 * E, rows, E, a2v.data(), b2v.data(), 0.0f, 6.0f, a2.data());
         // w3's gradient transposed, (a2ᵀ·dh3)ᵀ: the GEMM's 6-row tiles then run along E, the
         // longer side (BENCHMARKS.md, item 8)
@@ -156,7 +159,7 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
       addInto(acc + 2 * E, dWt);
     });
     auto k2 = bnBackward<float>(r2.data(), r2.data() + E, M, weight2, mean2, invstd2);
-    auto dw3 = fromSums(r2.data() + 2 * E, E, Co, w3.options()).t().reshape(w3.sizes());
+    auto dw3 = needW3 ? fromSums(r2.data() + 2 * E, E, Co, w3.options()).t().reshape(w3.sizes()) : at::Tensor();
     // the middle's backward pass → gm, the depthwise weight's gradient and bn1's reductions
     auto gm = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
     auto acc = middleBackwardPass(g, h1, h2, a1v.data(), b1v.data(), a2v.data(), b2v.data(), k2, mean1, dw, gm);
@@ -172,11 +175,11 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
       forChunks(b, n, [&](int64_t r0, int64_t rows) {
         gradInputRowsF(gmp + r0 * E, h1p + r0 * E, rows, E, a1v.data(), b1v.data(), -inf, inf, k1.k1.data(), k1.k2.data(), k1.k3.data(), dh1.data());
         gemmRowsF(dh1.data(), rows, E, w1p, C, dxp + r0 * C, residual ? dyp + r0 * C : nullptr);
-        gemmTnAccF(dh1.data(), E, xp + r0 * C, C, rows, dW.data());
+        if (needW1) gemmTnAccF(dh1.data(), E, xp + r0 * C, C, rows, dW.data());
       });
       addInto(out, dW);
     });
-    auto dw1 = fromSums(r1.data(), E, C, w1.options()).view(w1.sizes());
+    auto dw1 = needW1 ? fromSums(r1.data(), E, C, w1.options()).view(w1.sizes()) : at::Tensor();
     const at::Tensor none;
     return {dx, dw1, k1.dweight, k1.dbias, none, none, depthwiseGrad(acc, E, dw.options()), k2.dweight, k2.dbias, none, none, dw3, k3.dweight, k3.dbias,
             none, none, none, none, none};

@@ -38,9 +38,9 @@ const data = (t: T.Tensor) => T.tidy(() => Float64Array.from(t.to('float32').toF
  * Output, running statistics and gradients of sum(y·r) w.r.t. every leaf: the fused op in float32,
  * or the unfused libtorch ops in float64 (the reference).
  */
-function run(s: Inputs, fused: boolean) {
+function run(s: Inputs, fused: boolean, frozen: number[] = []) {
   const dt = fused ? 'float32' : 'float64';
-  const leaves = T.keep(s.leaves.map((t) => T.tidy(() => t.to(dt).clone()).setRequiresGrad(true)));
+  const leaves = T.keep(s.leaves.map((t, i) => T.tidy(() => t.to(dt).clone()).setRequiresGrad(!frozen.includes(i))));
   const [input, w1, g1, b1, dw, g2, b2, w3, g3, b3] = s.branch ? leaves : [leaves[0]!, null, ...leaves.slice(1), null, null, null];
   const stats = T.keep([s.E, s.E, s.Co].flatMap((n) => (n ? [T.zeros([n], dt), T.ones([n], dt)] : [])));
   const [m1, v1, m2, v2, m3, v3] = stats;
@@ -64,7 +64,7 @@ function run(s: Inputs, fused: boolean) {
     out.mul(s.r.to(dt)).sum().backward();
     return out.detach();
   });
-  const grads = T.tidy(() => leaves.map((t) => data(t.grad()!)));
+  const grads = T.tidy(() => leaves.map((t, i) => (frozen.includes(i) ? null : data(t.grad()!))));
   const out = { y: data(y), stats: stats.map(data), grads };
   [y, ...leaves, ...stats].forEach((t) => t.dispose());
   return out;
@@ -122,6 +122,21 @@ for (const [shape, C, Co, residual] of [
     assert.equal(T.liveStats().tensors, before, 'no tensors leak');
   });
 }
+
+test('fused inverted block with frozen 1x1 weights (a frozen pool) gives the same other gradients, bit for bit', (t) => {
+  if (!branchRuns()) {
+    t.skip('this CPU has no AVX-512');
+    return;
+  }
+  const before = T.liveStats().tensors;
+  const s = inputs([3, 80, 5, 7], 5, { C: 32, Co: 48, residual: false });
+  const all = run(s, true);
+  const frozen = run(s, true, [1, 7]); // w1 and w3: their weight-gradient GEMMs are skipped
+  assert.deepEqual(frozen.y, all.y);
+  frozen.grads.forEach((g, i) => (g ? assert.deepEqual(g, all.grads[i], `gradient ${i}`) : assert.ok([1, 7].includes(i))));
+  s.dispose();
+  assert.equal(T.liveStats().tensors, before, 'no tensors leak');
+});
 
 test('fused inverted-block middle rejects inputs it cannot run, naming the op and what it needs', () => {
   T.tidy(() => {
