@@ -12,7 +12,7 @@
 // convolutions are compnet's own GEMMs (gemm_rows.h) over chunks of kChunkRows rows that stay in
 // the L2 cache, and that work runs on each chunk while it is there:
 //   forward:  h1 = x·w1ᵀ with bn1's moments summed from the GEMM's registers; the middle's pass →
-//             h2 with bn2's moments; per chunk, a2 = relu6(bn2(h2)) (never stored) and h3 = a2·w3ᵀ
+//             h2 with bn2's moments (h1, h2 and gm below are written with non-temporal stores); per chunk, a2 = relu6(bn2(h2)) (never stored) and h3 = a2·w3ᵀ
 //             with bn3's moments; y = bn3(h3) + x;
 //   backward: bn3's reductions; per chunk, dh3 (bn3's input gradient, never stored), g = dh3·w3
 //             (written: the middle's pass needs it whole), bn2's reductions, a2 again and w3's
@@ -69,6 +69,7 @@ std::vector<double> chunkedMoments(int64_t M, int64_t C, int64_t scratchSize, co
       body(r0, rows, moments.data(), moments.data() + C, scratch.data());
       addInto(acc, moments);
     });
+    streamFence();  // the body may have streamed its output
   });
 }
 
@@ -85,11 +86,12 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
     // expand: h1 = x·w1ᵀ, with bn1's moments summed from the GEMM's registers
     auto h1 = at::empty({N, E, H, W}, cl);
     float* h1p = h1.data_ptr<float>();
-    auto f1 = bnForward<float>(chunkedMoments(M, E, 0, [&](int64_t r0, int64_t rows, float* sum, float* sq, float*) {
-      gemmRowsF(xp + r0 * C, rows, C, b1p, E, h1p + r0 * E, nullptr, sum, sq);
+    auto f1 = bnForward<float>(chunkedMoments(M, E, kChunkRows * E, [&](int64_t r0, int64_t rows, float* sum, float* sq, float* buf) {
+      gemmRowsF(xp + r0 * C, rows, C, b1p, E, buf, nullptr, sum, sq);
+      streamCopy(buf, rows * E, h1p + r0 * E);
     }), M, E, eps, weight1, bias1, x.options());
     auto h2 = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
-    auto f2 = bnForward<float>(middleForwardPass(h1, f1.a.data(), f1.shift.data(), dw, h2), M, E, eps, weight2, bias2, x.options());
+    auto f2 = bnForward<float>(middleForwardPass(h1, f1.a.data(), f1.shift.data(), dw, h2, /*stream=*/true), M, E, eps, weight2, bias2, x.options());
     // project: h3 = relu6(bn2(h2))·w3ᵀ with bn3's moments, the activation made per chunk and never stored
     const auto b3 = w3.reshape({Co, E}).t().contiguous();  // [E, Co]
     const float *h2p = h2.data_ptr<float>(), *b3p = b3.data_ptr<float>();
@@ -162,7 +164,7 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
     auto dw3 = needW3 ? fromSums(r2.data() + 2 * E, E, Co, w3.options()).t().reshape(w3.sizes()) : at::Tensor();
     // the middle's backward pass → gm, the depthwise weight's gradient and bn1's reductions
     auto gm = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
-    auto acc = middleBackwardPass(g, h1, h2, a1v.data(), b1v.data(), a2v.data(), b2v.data(), k2, mean1, dw, gm);
+    auto acc = middleBackwardPass(g, h1, h2, a1v.data(), b1v.data(), a2v.data(), b2v.data(), k2, mean1, dw, gm, /*stream=*/true);
     g.reset();
     auto k1 = bnBackward<float>(acc.data() + 9 * E, acc.data() + 10 * E, M, weight1, mean1, invstd1);
     // expand's backward, per chunk: dh1 (bn1's input gradient), dx = dh1·w1 (+ dy), w1's gradient dh1ᵀ·x

@@ -212,7 +212,10 @@ inline at::Tensor tapsOf(const at::Tensor& w, bool flipped) {
 // The forward pass of the middle once bn1's statistics are known (a1 = h1·a1v + b1v, clamped):
 // the depthwise convolution of a1 → h2 (preallocated, channels-last), with bn2's moments
 // (Σh2, Σh2², E values each). Per image, a1's rows are made once each into a ring of three.
-inline std::vector<double> middleForwardPass(const at::Tensor& h1, const float* a1v, const float* b1v, const at::Tensor& dw, at::Tensor& h2) {
+// With `stream` (AVX-512 CPUs only, see streamCopy), h2's rows go through a row buffer and are
+// written with non-temporal stores.
+inline std::vector<double> middleForwardPass(const at::Tensor& h1, const float* a1v, const float* b1v, const at::Tensor& dw, at::Tensor& h2,
+                                             bool stream = false) {
   const int64_t N = h1.size(0), E = h1.size(1), H = h1.size(2), W = h1.size(3), rowLen = W * E;
   const float* xp = h1.data_ptr<float>();
   float* h2p = h2.data_ptr<float>();
@@ -222,14 +225,18 @@ inline std::vector<double> middleForwardPass(const at::Tensor& h1, const float* 
       N, E, 2,
       [&](int64_t b, int64_t n, double* acc) {
         RowRing a1(W, E, H);
+        std::vector<float> row(stream ? rowLen : 0);
         for (int64_t img = b; img < b + n; ++img) {
           const int64_t base = img * H * rowLen;
           sweepRows(xp + base, W, E, H, a1v, b1v, a1, [&](int64_t oh) {
             const float* rows[3];
             a1.around(oh, rows);
-            dwRow3F(rows, W, E, tp, h2p + base + oh * rowLen, acc, acc + E);
+            float* out = h2p + base + oh * rowLen;
+            dwRow3F(rows, W, E, tp, stream ? row.data() : out, acc, acc + E);
+            if (stream) streamCopy(row.data(), rowLen, out);
           });
         }
+        if (stream) streamFence();
       },
       1);
 }
@@ -238,10 +245,11 @@ inline std::vector<double> middleForwardPass(const at::Tensor& h1, const float* 
 // in order: a1 = relu6(bn1(h1)) and dh2 (bn2's input gradient, from g and h2) rows into rings of
 // three; the depthwise weight gradient; the depthwise input gradient (bn1's output gradient)
 // masked by ReLU6 → gm (preallocated); bn1's reductions. Returns [9][E] depthwise weight
-// gradient, then Σgm and Σgm·(h1 − mean1) (E each).
+// gradient, then Σgm and Σgm·(h1 − mean1) (E each). With `stream` (AVX-512 CPUs only), gm's rows
+// are written with non-temporal stores, as h2's in middleForwardPass.
 inline std::vector<double> middleBackwardPass(const at::Tensor& g, const at::Tensor& h1, const at::Tensor& h2, const float* a1v, const float* b1v,
                                               const float* a2v, const float* b2v, const BnBackward<float>& k2, const at::Tensor& mean1,
-                                              const at::Tensor& dw, at::Tensor& gm) {
+                                              const at::Tensor& dw, at::Tensor& gm, bool stream = false) {
   const int64_t N = h1.size(0), E = h1.size(1), H = h1.size(2), W = h1.size(3), rowLen = W * E;
   const float *gp = g.data_ptr<float>(), *xp = h1.data_ptr<float>(), *h2p = h2.data_ptr<float>();
   float* gmp = gm.data_ptr<float>();
@@ -255,7 +263,7 @@ inline std::vector<double> middleBackwardPass(const at::Tensor& g, const at::Ten
         double* sg1 = out + 9 * E;
         double* sgx1 = out + 10 * E;
         RowRing a1(W, E, H), dh2(W, E, H);
-        std::vector<float> da1(rowLen), scratch(2 * E), dwImg(9 * E);
+        std::vector<float> da1(rowLen), scratch(2 * E), dwImg(9 * E), row(stream ? rowLen : 0);
         for (int64_t img = b; img < b + n; ++img) {
           const int64_t base = img * H * rowLen;
           std::fill(dwImg.begin(), dwImg.end(), 0.0f);
@@ -263,7 +271,9 @@ inline std::vector<double> middleBackwardPass(const at::Tensor& g, const at::Ten
           auto finish = [&](int64_t ih) {
             dh2.around(ih, rows);
             dwRow3F(rows, W, E, fp, da1.data(), nullptr, nullptr);
-            maskRowF(da1.data(), a1.at(ih), xp + base + ih * rowLen, W, E, m1p, gmp + base + ih * rowLen, scratch.data(), sg1, sgx1);
+            float* out = gmp + base + ih * rowLen;
+            maskRowF(da1.data(), a1.at(ih), xp + base + ih * rowLen, W, E, m1p, stream ? row.data() : out, scratch.data(), sg1, sgx1);
+            if (stream) streamCopy(row.data(), rowLen, out);
           };
           sweepRows(xp + base, W, E, H, a1v, b1v, a1, [&](int64_t oh) {
             const int64_t off = base + oh * rowLen;
@@ -275,6 +285,7 @@ inline std::vector<double> middleBackwardPass(const at::Tensor& g, const at::Ten
           finish(H - 1);
           for (int64_t q = 0; q < 9 * E; ++q) dwAcc[q] += dwImg[q];
         }
+        if (stream) streamFence();
       },
       1);
 }
