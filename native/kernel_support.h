@@ -15,12 +15,17 @@
 
 namespace compnet {
 
-// Copies n floats (a multiple of 16; dst 64-byte aligned) with non-temporal stores, which skip the
-// read that a normal store of a line not in cache makes first: for a 16 MiB output that is
-// written now and read only by a later pass, that read is a third of the pass's memory traffic
-// (BENCHMARKS.md, change 9). AVX-512 only: the callers check the CPU (invertedBranchApplies). Each
-// thread that streams must call streamFence() before other threads read what it wrote.
+// Copies n floats (a multiple of 16) with non-temporal stores, which skip the read that a normal
+// store of a line not in cache makes first: for a 16 MiB output that is written now and read only
+// by a later pass, that read is a third of the pass's memory traffic (BENCHMARKS.md, change 9).
+// A dst that is not 64-byte aligned (never the case for libtorch's allocations and the callers'
+// row offsets) gets normal stores. AVX-512 only: the callers check the CPU (invertedBranchApplies).
+// Each thread that streams must call streamFence() before other threads read what it wrote.
 __attribute__((target("avx512f"))) inline void streamCopy(const float* src, int64_t n, float* dst) {
+  if (reinterpret_cast<uintptr_t>(dst) % 64 != 0) {
+    for (int64_t i = 0; i < n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
+    return;
+  }
   for (int64_t i = 0; i < n; i += 16) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
 }
 inline void streamFence() { _mm_sfence(); }
