@@ -31,6 +31,40 @@ COMPNET_INLINE G16 gload(const float* p) {
 }
 COMPNET_INLINE void gstore(float* p, G16 v) { std::memcpy(p, &v, sizeof v); }
 
+// An R x 16·NV tile of accumulators in registers, loaded from / stored to a row-major matrix.
+template <int R, int NV>
+COMPNET_INLINE void loadTile(G16 (&acc)[R][NV], const float* M, int64_t ld) {
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[i][j] = M ? gload(M + i * ld + 16 * j) : G16{};
+}
+template <int R, int NV>
+COMPNET_INLINE void storeTile(const G16 (&acc)[R][NV], float* M, int64_t ld) {
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) gstore(M + i * ld + 16 * j, acc[i][j]);
+}
+
+// acc[i][j] += Σ_k A[i·ai + k·ak]·B[k·ldb + j] over k < K: each loaded B vector feeds R FMAs. A's
+// element (i, k) sits at i·ai + k·ak, so one kernel serves A·B (ai = lda, ak = 1) and Xᵀ·Y (ai = 1,
+// ak = ldx).
+template <int R, int NV>
+COMPNET_INLINE void rankUpdates(G16 (&acc)[R][NV], const float* A, int64_t ai, int64_t ak, const float* B, int64_t ldb, int64_t K) {
+  for (int64_t k = 0; k < K; ++k) {
+    G16 b[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) b[j] = gload(B + k * ldb + 16 * j);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const G16 a = G16{} + A[i * ai + k * ak];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[i][j] += a * b[j];
+    }
+  }
+}
+
 // C[i, j] = Z[i, j] + Σ_k A[i, k]·B[k, j] for i < R, j < 16·NV (Z: `addend`, laid out as C, or
 // zero if null); with `sum` non-null, also sum[j] += Σ_i C[i, j] and sq[j] += Σ_i C[i, j]² (batch
 // norm's moments, summed from registers).
@@ -38,25 +72,9 @@ template <int R, int NV>
 COMPNET_INLINE void nnTile(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K, float* C, int64_t ldc, const float* addend, float* sum,
                            float* sq) {
   G16 acc[R][NV];
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[i][j] = addend ? gload(addend + i * ldc + 16 * j) : G16{};
-  for (int64_t k = 0; k < K; ++k) {
-    G16 b[NV];
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) b[j] = gload(B + k * ldb + 16 * j);
-#pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      const G16 a = G16{} + A[i * lda + k];
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) acc[i][j] += a * b[j];
-    }
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) gstore(C + i * ldc + 16 * j, acc[i][j]);
+  loadTile(acc, addend, ldc);
+  rankUpdates(acc, A, lda, 1, B, ldb, K);
+  storeTile(acc, C, ldc);
   if (!sum) return;
 #pragma GCC unroll 4
   for (int j = 0; j < NV; ++j) {
@@ -75,25 +93,9 @@ COMPNET_INLINE void nnTile(const float* A, int64_t lda, const float* B, int64_t 
 template <int R, int NV>
 COMPNET_INLINE void tnTile(const float* X, int64_t ldx, const float* Y, int64_t ldy, int64_t rows, float* D, int64_t ldd) {
   G16 acc[R][NV];
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[i][j] = gload(D + i * ldd + 16 * j);
-  for (int64_t r = 0; r < rows; ++r) {
-    G16 y[NV];
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) y[j] = gload(Y + r * ldy + 16 * j);
-#pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      const G16 a = G16{} + X[r * ldx + i];
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) acc[i][j] += a * y[j];
-    }
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) gstore(D + i * ldd + 16 * j, acc[i][j]);
+  loadTile(acc, D, ldd);
+  rankUpdates(acc, X, 1, ldx, Y, ldy, rows);
+  storeTile(acc, D, ldd);
 }
 
 constexpr int kTileRows = 6;
