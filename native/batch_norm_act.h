@@ -270,6 +270,25 @@ BnBackward<T> bnBackward(const double* sg, const double* sgx, int64_t M, const a
   return b;
 }
 
+// Batch statistics of M rows of C channels (x), as bnForward gives them.
+template <typename T>
+BnForward<T> bnForwardRows(const T* x, int64_t M, int64_t C, double eps, const at::Tensor& weight, const at::Tensor& bias, const at::TensorOptions& opts) {
+  auto moments = reduceRows<double>(M, C, 2, [&](int64_t b, int64_t n, double* acc) { statsRowsT(x + b * C, n, C, acc, acc + C); });
+  return bnForward<T>(moments, M, C, eps, weight, bias, opts);
+}
+
+// Batch norm's backward from its output gradient g and input x (M rows of C channels; g masked by
+// the clamp lo < x·a + shift < hi): the reductions over the rows, then bnBackward.
+template <typename T>
+BnBackward<T> bnBackwardRows(const T* g, const T* x, int64_t M, int64_t C, const std::vector<T>& a, const std::vector<T>& shift, T lo, T hi,
+                             const at::Tensor& weight, const at::Tensor& mean, const at::Tensor& invstd) {
+  const T* mp = mean.template data_ptr<T>();
+  auto sums = reduceRows<T>(M, C, 2, [&](int64_t b, int64_t n, T* acc) {
+    gradStatsRowsT(g + b * C, x + b * C, n, C, a.data(), shift.data(), mp, lo, hi, acc, acc + C);
+  });
+  return bnBackward<T>(sums.data(), sums.data() + C, M, weight, mean, invstd);
+}
+
 // A per-channel tensor argument: empty, or C values of x's dtype; else an error naming the op.
 inline void checkPerChannel(const at::Tensor& t, const at::Tensor& x, int64_t C, const char* op) {
   if (t.numel() != 0 && (t.numel() != C || t.scalar_type() != x.scalar_type())) {
@@ -291,8 +310,7 @@ struct BatchNormClamp : public torch::autograd::Function<BatchNormClamp> {
     at::Tensor mean, invstd;
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batchNormClamp", [&] {
       const scalar_t* xp = x.data_ptr<scalar_t>();
-      auto moments = reduceRows<double>(M, C, 2, [&](int64_t b, int64_t n, double* acc) { statsRowsT(xp + b * C, n, C, acc, acc + C); });
-      auto f = bnForward<scalar_t>(moments, M, C, eps, weight, bias, x.options());
+      auto f = bnForwardRows<scalar_t>(xp, M, C, eps, weight, bias, x.options());
       scalar_t* yp = y.data_ptr<scalar_t>();
       at::parallel_for(0, M, kGrain, [&](int64_t b, int64_t e) {
         normRowsT(xp + b * C, e - b, C, f.a.data(), f.shift.data(), static_cast<scalar_t>(lo), static_cast<scalar_t>(hi), yp + b * C);
@@ -324,14 +342,10 @@ struct BatchNormClamp : public torch::autograd::Function<BatchNormClamp> {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batchNormClampBackward", [&] {
       const scalar_t* xp = x.data_ptr<scalar_t>();
       const scalar_t* gp = g.data_ptr<scalar_t>();
-      const scalar_t* mp = mean.data_ptr<scalar_t>();
       std::vector<scalar_t> a, sh;
       bnAffine(weight, bias, mean, invstd, a, sh);
       const auto slo = static_cast<scalar_t>(lo), shi = static_cast<scalar_t>(hi);
-      auto sums = reduceRows<scalar_t>(M, C, 2, [&](int64_t b, int64_t n, scalar_t* acc) {
-        gradStatsRowsT(gp + b * C, xp + b * C, n, C, a.data(), sh.data(), mp, slo, shi, acc, acc + C);
-      });
-      auto k = bnBackward<scalar_t>(sums.data(), sums.data() + C, M, weight, mean, invstd);
+      auto k = bnBackwardRows(gp, xp, M, C, a, sh, slo, shi, weight, mean, invstd);
       dw = k.dweight;
       db = k.dbias;
       scalar_t* dp = dx.data_ptr<scalar_t>();

@@ -49,14 +49,6 @@ inline void addInto(double* acc, const std::vector<float>& part) {
   for (size_t k = 0; k < part.size(); ++k) acc[k] += part[k];
 }
 
-// A [rows, cols] float tensor from double sums.
-inline at::Tensor fromSums(const double* sums, int64_t rows, int64_t cols, const at::TensorOptions& opts) {
-  auto t = at::empty({rows, cols}, opts);
-  float* p = t.data_ptr<float>();
-  for (int64_t k = 0; k < rows * cols; ++k) p[k] = static_cast<float>(sums[k]);
-  return t;
-}
-
 // Per-channel moments (Σ, Σ², C each) of a [M, C] output made chunk by chunk: body(r0, rows, sum,
 // sq, scratch) makes rows [r0, r0 + rows) and adds their moments to sum and sq (float, per chunk;
 // summed across chunks and threads in double); scratch is the thread's `scratchSize` floats.
@@ -133,12 +125,8 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
     const float inf = std::numeric_limits<float>::infinity();
     // A frozen pool (transfer, adaptation) needs no weight gradients: their GEMMs are skipped.
     const bool needW1 = ctx->needs_input_grad(1), needW3 = ctx->needs_input_grad(11);
-    const float *dyp = dy.data_ptr<float>(), *h3p = h3.data_ptr<float>(), *m3p = mean3.data_ptr<float>();
-    // bn3's reductions
-    auto r3 = reduceRows<float>(M, Co, 2, [&](int64_t b, int64_t n, float* acc) {
-      gradStatsRowsF(dyp + b * Co, h3p + b * Co, n, Co, a3v.data(), b3v.data(), m3p, -inf, inf, acc, acc + Co);
-    });
-    auto k3 = bnBackward<float>(r3.data(), r3.data() + Co, M, weight3, mean3, invstd3);
+    const float *dyp = dy.data_ptr<float>(), *h3p = h3.data_ptr<float>();
+    auto k3 = bnBackwardRows(dyp, h3p, M, Co, a3v, b3v, -inf, inf, weight3, mean3, invstd3);
     // project's backward, per chunk: dh3 (bn3's input gradient), g = dh3·w3, bn2's reductions, a2
     // again and w3's gradient
     const auto w3m = w3.reshape({Co, E}).contiguous();

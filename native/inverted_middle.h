@@ -290,13 +290,17 @@ inline std::vector<double> middleBackwardPass(const at::Tensor& g, const at::Ten
       1);
 }
 
+// A [rows, cols] float tensor from double sums.
+inline at::Tensor fromSums(const double* sums, int64_t rows, int64_t cols, const at::TensorOptions& opts) {
+  auto t = at::empty({rows, cols}, opts);
+  float* p = t.data_ptr<float>();
+  for (int64_t k = 0; k < rows * cols; ++k) p[k] = static_cast<float>(sums[k]);
+  return t;
+}
+
 // The depthwise weight gradient [E, 1, 3, 3] from middleBackwardPass's [9][E] sums.
 inline at::Tensor depthwiseGrad(const std::vector<double>& acc, int64_t E, const at::TensorOptions& opts) {
-  auto ddw = at::empty({E, 1, 3, 3}, opts);
-  float* ddp = ddw.data_ptr<float>();
-  for (int64_t q = 0; q < 9; ++q)
-    for (int64_t c = 0; c < E; ++c) ddp[c * 9 + q] = static_cast<float>(acc[q * E + c]);
-  return ddw;
+  return fromSums(acc.data(), 9, E, opts).t().reshape({E, 1, 3, 3});
 }
 
 struct InvertedMiddle : public torch::autograd::Function<InvertedMiddle> {
@@ -306,8 +310,7 @@ struct InvertedMiddle : public torch::autograd::Function<InvertedMiddle> {
     const int64_t E = h1.size(1), M = h1.numel() / E;
     const float* xp = h1.data_ptr<float>();
     // bn1: statistics of h1
-    auto m1 = reduceRows<double>(M, E, 2, [&](int64_t b, int64_t n, double* acc) { statsRowsT(xp + b * E, n, E, acc, acc + E); });
-    auto f1 = bnForward<float>(m1, M, E, eps, weight1, bias1, h1.options());
+    auto f1 = bnForwardRows(xp, M, E, eps, weight1, bias1, h1.options());
     auto h2 = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
     auto m2 = middleForwardPass(h1, f1.a.data(), f1.shift.data(), dw, h2);
     auto f2 = bnForward<float>(m2, M, E, eps, weight2, bias2, h1.options());
@@ -332,10 +335,7 @@ struct InvertedMiddle : public torch::autograd::Function<InvertedMiddle> {
     bnAffine(weight1, bias1, mean1, invstd1, a1v, b1v);
     bnAffine(weight2, bias2, mean2, invstd2, a2, b2);
     // bn2 (+ReLU6) backward: its reductions, then its input gradient dh2 on the fly below
-    auto r2 = reduceRows<float>(M, E, 2, [&](int64_t b, int64_t n, float* acc) {
-      gradStatsRowsT(gp + b * E, h2p + b * E, n, E, a2.data(), b2.data(), mean2.data_ptr<float>(), 0.0f, 6.0f, acc, acc + E);
-    });
-    auto k2 = bnBackward<float>(r2.data(), r2.data() + E, M, weight2, mean2, invstd2);
+    auto k2 = bnBackwardRows(gp, h2p, M, E, a2, b2, 0.0f, 6.0f, weight2, mean2, invstd2);
     auto gm = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
     auto acc = middleBackwardPass(g, h1, h2, a1v.data(), b1v.data(), a2.data(), b2.data(), k2, mean1, dw, gm);
     const float* gmp = gm.data_ptr<float>();
