@@ -133,8 +133,8 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
     auto g = at::empty_like(h2, at::MemoryFormat::ChannelsLast);
     const float *w3p = w3m.data_ptr<float>(), *h2p = h2.data_ptr<float>(), *m2p = mean2.data_ptr<float>();
     float* gp = g.data_ptr<float>();
-    auto r2 = reduceRows<double>(M, 1, 2 * E + Co * E, [&](int64_t b, int64_t n, double* acc) {
-      std::vector<float> sums(2 * E, 0.0f), dWt(E * Co, 0.0f), a2(kChunkRows * E), dh3(kChunkRows * Co);
+    auto r2 = reduceRows<double>(M, 1, 2 * E + (needW3 ? Co * E : 0), [&](int64_t b, int64_t n, double* acc) {
+      std::vector<float> sums(2 * E, 0.0f), dWt(needW3 ? E * Co : 0, 0.0f), a2(kChunkRows * E), dh3(kChunkRows * Co);
       forChunks(b, n, [&](int64_t r0, int64_t rows) {
         gradInputRowsF(dyp + r0 * Co, h3p + r0 * Co, rows, Co, a3v.data(), b3v.data(), -inf, inf, k3.k1.data(), k3.k2.data(), k3.k3.data(), dh3.data());
         gemmRowsF(dh3.data(), rows, Co, w3p, E, gp + r0 * E);
@@ -160,8 +160,8 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
     auto dx = at::empty_like(x, at::MemoryFormat::ChannelsLast);
     const float *gmp = gm.data_ptr<float>(), *h1p = h1.data_ptr<float>(), *xp = x.data_ptr<float>(), *w1p = w1m.data_ptr<float>();
     float* dxp = dx.data_ptr<float>();
-    auto r1 = reduceRows<double>(M, 1, E * C, [&](int64_t b, int64_t n, double* out) {
-      std::vector<float> dW(E * C, 0.0f), dh1(kChunkRows * E);
+    auto r1 = reduceRows<double>(M, 1, needW1 ? E * C : 0, [&](int64_t b, int64_t n, double* out) {
+      std::vector<float> dW(needW1 ? E * C : 0, 0.0f), dh1(kChunkRows * E);
       forChunks(b, n, [&](int64_t r0, int64_t rows) {
         gradInputRowsF(gmp + r0 * E, h1p + r0 * E, rows, E, a1v.data(), b1v.data(), -inf, inf, k1.k1.data(), k1.k2.data(), k1.k3.data(), dh1.data());
         gemmRowsF(dh1.data(), rows, E, w1p, C, dxp + r0 * C, residual ? dyp + r0 * C : nullptr);
