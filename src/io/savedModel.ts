@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type { Tensor } from '../torch/index.js';
 import { CompNet } from '../model/network.js';
 import { Pool } from '../model/pool.js';
-import { blockSlots } from '../model/block.js';
+import { blockSlots } from '../model/slots.js';
 import { NormSite, Patch } from '../model/patch.js';
 import type { ModelSpec, TaskInfo } from '../model/types.js';
 import { decodeSafetensors } from './safetensors.js';

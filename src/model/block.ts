@@ -1,42 +1,11 @@
 /**
- * The residual block: its convolution "slots" and its residual function `f(x; theta)`.
- * Every block of the pool has exactly these slots (the network is isometric), so a block's
- * weights can be mixed, reordered and reused freely.
+ * The residual block's function `f(x; theta)` over its convolution slots (`slots.ts`), with the
+ * batch norms and activations between them.
  */
 import { Tensor, conv2d, batchNormClamp, invertedMiddle, invertedMiddleApplies, invertedBranch, invertedBranchApplies } from '../torch/index.js';
 import type { NormSite, StatsSet } from './patch.js';
-import type { Activation, ModelSpec } from './types.js';
-
-/** One convolution of the block, followed by its batch norm (and maybe an activation). */
-export interface ConvSlot {
-  name: string;
-  /** Weight shape `[O, I/groups, kh, kw]` of one block. */
-  shape: number[];
-  groups: number;
-  padding: number;
-  /** Channels of the batch norm after this conv. */
-  bnWidth: number;
-  /** Whether the activation follows the batch norm. */
-  activate: boolean;
-}
-
-/** The slots of one block for a spec. */
-export function blockSlots(spec: ModelSpec): ConvSlot[] {
-  const C = spec.channels;
-  if (spec.block === 'basic') {
-    return [
-      { name: 'conv1', shape: [C, C, 3, 3], groups: 1, padding: 1, bnWidth: C, activate: true },
-      { name: 'conv2', shape: [C, C, 3, 3], groups: 1, padding: 1, bnWidth: C, activate: false },
-    ];
-  }
-  const E = spec.expansion * C;
-  const k = spec.kernel;
-  return [
-    { name: 'expand', shape: [E, C, 1, 1], groups: 1, padding: 0, bnWidth: E, activate: true },
-    { name: 'depthwise', shape: [E, 1, k, k], groups: E, padding: (k - 1) >> 1, bnWidth: E, activate: true },
-    { name: 'project', shape: [C, E, 1, 1], groups: 1, padding: 0, bnWidth: C, activate: false },
-  ];
-}
+import type { Activation } from './types.js';
+import type { ConvSlot } from './slots.js';
 
 /**
  * The activation of a fresh batch-norm output, which the caller gives up: ReLU6 runs in place

@@ -2,7 +2,7 @@
  * Parameter and FLOP counts from a spec alone (so `summary` needs no tensors), split into what
  * tasks share (stem and pool convolutions) and what each task adds (order, patch, head).
  */
-import { blockSlots } from './block.js';
+import { blockSlots } from './slots.js';
 import type { ModelSpec, ParameterCounts } from './types.js';
 
 export interface TaskShape {

@@ -14,7 +14,8 @@
  * not raise version counters.
  */
 import { Tensor, FrozenModule, BN_EPS, conv2d, linear, keep, noGrad, tidy, versionSum } from '../torch/index.js';
-import { activateFresh, type ConvSlot } from './block.js';
+import { activateFresh } from './block.js';
+import type { ConvSlot } from './slots.js';
 import type { NormSite, Patch } from './patch.js';
 import type { Activation, ModelSpec } from './types.js';
 

@@ -10,7 +10,7 @@
  * each set under exactly the computation that is evaluated (`recalibrate` in train/evaluate.ts).
  */
 import { Tensor, ones, zeros, batchNorm, keep, noGrad } from '../torch/index.js';
-import { blockSlots } from './block.js';
+import { blockSlots } from './slots.js';
 import type { ModelSpec } from './types.js';
 
 /** Which running statistics a forward pass reads (eval) or updates (training). */

@@ -3,7 +3,7 @@
  * weights of every step can be mixed in one matrix product: `theta[l] = sum_b w[l, b] theta_b`.
  */
 import { Tensor, randn, noGrad, stack, keep } from '../torch/index.js';
-import { blockSlots, type ConvSlot } from './block.js';
+import { blockSlots, type ConvSlot } from './slots.js';
 import type { ModelSpec } from './types.js';
 
 /** Kaiming-normal (fan-out) initial weights, as torchvision initialises such networks. */
