@@ -73,6 +73,7 @@ function spec(o: Partial<ModelSpec> = {}): ModelSpec {
     block: 'inverted',
     activation: 'relu6',
     mixing: 'weight',
+    method: 'hard',
     ...o,
   };
 }

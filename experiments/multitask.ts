@@ -15,11 +15,14 @@
  * `results/multitask-<train>x<epochs>.md`).
  */
 import { pathToFileURL } from 'node:url';
-import { CompNet, Order, trainMultitask, DEFAULT_TRAIN, type MultitaskSettings, type ModelSpec, type TaskData, torch } from '../src/index.js';
+import { CompNet, Order, trainMultitask, trainDefaults, type MultitaskSettings, type ModelSpec, type TaskData, torch } from '../src/index.js';
 import { table } from '../src/report/table.js';
 import { Rng } from '../src/data/rng.js';
 import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, startRun, log, type RunRecord } from './lib.js';
 import { IDX, cifar10, loadIdxTask, type IdxFiles } from './data.js';
+
+/** These experiments measure the `hard` method (version 1), with its training defaults. */
+const HARD_TRAIN = trainDefaults('hard');
 
 export const TASKS = ['mnist', 'fashion', 'usps', 'cifar10'] as const;
 export type Task = (typeof TASKS)[number];
@@ -42,7 +45,7 @@ const VARIANTS: Variant[] = [
 ];
 
 /** E2's network: a pool of `blocks` inverted-residual blocks (4 in E2), L = 4, C = 32, 32x32x3 inputs. */
-export const e2Spec = (blocks = 4): ModelSpec => ({ inputChannels: 3, channels: 32, blocks, steps: 4, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' });
+export const e2Spec = (blocks = 4): ModelSpec => ({ inputChannels: 3, channels: 32, blocks, steps: 4, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight', method: 'hard' });
 
 /** E2's four tasks for one seed at 32x32x3, and each task's class names (CIFAR-10's by name). */
 export function loadE2Tasks(seed: number, limit: { train: number; test: number }): { data: Map<Task, TaskData>; labelsOf: (t: Task) => string[] } {
@@ -100,8 +103,8 @@ export async function main(argv: string[]): Promise<void> {
       ...resultsHeader('multitask', args, done, wall),
       '',
       `Protocol: four tasks at 32x32x3 — MNIST, Fashion-MNIST, USPS (grey, replicated to 3 channels, resized) and CIFAR-10 (shared JPEG re-encoding) — ${limit.train} training images each (10% held out for validation), ` +
-        `test accuracy on ${limit.test} test images at most (USPS: its 2,007). Every variant: ${epochs} epochs of batch 64 per task, Adam lr ${DEFAULT_TRAIN.lr}, ` +
-        `pool of N = ${spec.blocks} inverted-residual blocks, L = ${spec.steps} steps, C = ${spec.channels}. Learned orders: compnet's defaults (order lr ${DEFAULT_TRAIN.orderLr}, random initial logits, straight-through, temperature ${DEFAULT_TRAIN.tauStart} → ${DEFAULT_TRAIN.tauMin}); fixed orders have order learning rate 0. ` +
+        `test accuracy on ${limit.test} test images at most (USPS: its 2,007). Every variant: ${epochs} epochs of batch 64 per task, Adam lr ${HARD_TRAIN.lr}, ` +
+        `pool of N = ${spec.blocks} inverted-residual blocks, L = ${spec.steps} steps, C = ${spec.channels}. Learned orders: compnet's defaults (order lr ${HARD_TRAIN.orderLr}, random initial logits, straight-through, temperature ${HARD_TRAIN.tauStart} → ${HARD_TRAIN.tauMin}); fixed orders have order learning rate 0. ` +
         'Accuracy = hard order with re-estimated batch-norm statistics. Mean ± std over seeds. Parameters: total for all four tasks, and per task (order + patch + head; for (a), one whole network).',
       '',
       table(['variant', ...TASKS.map((t) => `${TITLE[t]} %`), 'mean %', 'Δ vs (a)', 'total params', 'per-task params', 'train s'], rows, { markdown: true, align: ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'] }),
@@ -119,7 +122,7 @@ export async function main(argv: string[]): Promise<void> {
     const { data, labelsOf } = loadE2Tasks(seed, limit);
     for (const v of VARIANTS) {
       const t1 = performance.now();
-      const settings: MultitaskSettings = { ...DEFAULT_TRAIN, optimizer: 'adam', epochs, seed, ...(v.fixed ? { orderLr: 0 } : {}) };
+      const settings: MultitaskSettings = { ...HARD_TRAIN, optimizer: 'adam', epochs, seed, ...(v.fixed ? { orderLr: 0 } : {}) };
       // (a) is one network per task; the others are one network with every task.
       const groups: Task[][] = v.independent ? TASKS.map((t) => [t]) : [[...TASKS]];
       const run: Run = { acc: {} as Record<Task, number>, orders: {} as Record<Task, string>, seconds: 0 };
@@ -129,7 +132,7 @@ export async function main(argv: string[]): Promise<void> {
         const net = CompNet.create({ ...spec, mixing: v.mixing }, { seed });
         const rng = new Rng(seed ^ 0x0dde);
         for (const t of tasks)
-          net.addTask({ name: t, labels: labelsOf(t), inputSize: 32, normalization: data.get(t)!.stats }, v.fixed ? { order: identity } : { orderInit: DEFAULT_TRAIN.orderInit, orderScale: DEFAULT_TRAIN.orderInitScale, random: () => rng.next() });
+          net.addTask({ name: t, labels: labelsOf(t), inputSize: 32, normalization: data.get(t)!.stats }, v.fixed ? { order: identity } : { orderInit: HARD_TRAIN.orderInit, orderScale: HARD_TRAIN.orderInitScale, random: () => rng.next() });
         const r = await trainMultitask(net, new Map(tasks.map((t) => [t, data.get(t)!])), settings);
         for (const t of tasks) {
           run.acc[t] = r.metrics[t]!.hard;

@@ -19,12 +19,15 @@
  */
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CompNet, trainMultitask, transferTask, takePerClass, DEFAULT_TRAIN, type MultitaskSettings, type ModelSpec, type TaskData, type TrainPart, type TransferInit, type Dataset, torch } from '../src/index.js';
+import { CompNet, trainMultitask, transferTask, takePerClass, trainDefaults, type MultitaskSettings, type ModelSpec, type TaskData, type TrainPart, type TransferInit, type Dataset, torch } from '../src/index.js';
 import { subset } from '../src/data/dataset.js';
 import { Rng } from '../src/data/rng.js';
 import { table } from '../src/report/table.js';
 import { experimentCommand, resultsHeader, parseArgs, intFlag, budget, pm, mean, machine, writeResults, startRun, log, type RunRecord } from './lib.js';
 import { IDX, cifar10, loadIdxTask, loadTask, omniglotSmall1 } from './data.js';
+
+/** These experiments measure the `hard` method (version 1), with its training defaults. */
+const HARD_TRAIN = trainDefaults('hard');
 
 const MODES: { name: string; parts: TrainPart[]; search?: boolean }[] = [
   { name: 'order,head', parts: ['order', 'head'] },
@@ -82,8 +85,8 @@ export async function main(argv: string[]): Promise<void> {
   const shotEpochs = q ? 2 : 10;
   const selectSteps = q ? 5 : 10;
   const SHOTS = q ? 5 : 20;
-  const spec: ModelSpec = { inputChannels: 3, channels, blocks: 4, steps, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' };
-  const base = (seed: number, epochs: number): MultitaskSettings => ({ ...DEFAULT_TRAIN, optimizer: 'adam', epochs, seed });
+  const spec: ModelSpec = { inputChannels: 3, channels, blocks: 4, steps, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight', method: 'hard' };
+  const base = (seed: number, epochs: number): MultitaskSettings => ({ ...HARD_TRAIN, optimizer: 'adam', epochs, seed });
   // As in E1: a new task has few steps to fit its head, so head and patch get a 5x higher rate.
   const transferSettings = (seed: number, regime: Regime): MultitaskSettings => {
     const [epochs, batchSize] = regime === 'full' ? [fullEpochs, 64] : [shotEpochs, 32];
@@ -144,7 +147,7 @@ export async function main(argv: string[]): Promise<void> {
       `Protocol: pool of N = ${spec.blocks} inverted-residual blocks, L = ${spec.steps}, C = ${spec.channels}, inputs 32x32x3, pretrained jointly on MNIST, Fashion-MNIST 0–4 and CIFAR-10 0–4 ` +
         `(${preLimit.train} training images each, ${preEpochs} epochs, compnet's defaults). New tasks: Fashion-MNIST 5–9, CIFAR-10 5–9, USPS (${newLimit.train} training images at most, ${fullEpochs} epochs, batch 64) ` +
         `and Omniglot Greek (24 characters × 20 drawings; 25% test; the rest train/validation); ${SHOTS}-per-class regime: ${shotEpochs} epochs of batch 32${minSteps > 1 ? `; in both regimes, more epochs where needed for at least ${minSteps} optimizer steps per transfer` : ''}. ` +
-        `Transfer settings: lr 0.01 for head and patch (and for \`all\`), order lr ${DEFAULT_TRAIN.orderLr}; initial order selected once per task and regime (${selectSteps} head-only steps per candidate) and shared by all modes; the mode marked \`search\` learns the order by greedy single-step block swaps (each candidate scored by a short head-only fit and held-out accuracy, at most 2 sweeps), the others by gradient; ` +
+        `Transfer settings: lr 0.01 for head and patch (and for \`all\`), order lr ${HARD_TRAIN.orderLr}; initial order selected once per task and regime (${selectSteps} head-only steps per candidate) and shared by all modes; the mode marked \`search\` learns the order by greedy single-step block swaps (each candidate scored by a short head-only fit and held-out accuracy, at most 2 sweeps), the others by gradient; ` +
         `test accuracy under the hard order, up to ${newLimit.test} test images. Mean ± std over seeds.`,
       '',
       ...tables,

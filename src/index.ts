@@ -14,7 +14,7 @@ export type * from './model/types.js';
 export { saveModel, loadModel, readManifest, poolHash, type Manifest, type SaveInfo } from './io/savedModel.js';
 export { loadSafetensors, saveSafetensors } from './io/safetensors.js';
 export { saveTensors, loadTensors } from './io/tensorFile.js';
-export { parseConfig, loadConfigFile, DEFAULT_MODEL, DEFAULT_TRAIN, type Config } from './data/config.js';
+export { parseConfig, loadConfigFile, trainDefaults, DEFAULT_MODEL, DEFAULT_TRAIN, METHOD_TRAIN_DEFAULTS, type Config } from './data/config.js';
 export { loadTaskData, loadConfigData, type TaskData } from './data/load.js';
 export { readIdx, writeIdx } from './data/idx.js';
 export { readImageFolder } from './data/images.js';

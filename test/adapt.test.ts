@@ -115,9 +115,9 @@ test('adapt (infomax) learns only the target order: pool, sources and head stay 
   assert.notDeepEqual(Array.from(r.order.logits), Array.from(r.initialOrder.logits));
   assert.equal(r.initialisedFrom, 'mean(a,b)');
   // Scales and biases are the sources' mean and were not trained (statistics were re-estimated).
-  const pa = net.task('a').patch.stem.weight.toFloat32();
-  const pb = net.task('b').patch.stem.weight.toFloat32();
-  const pt = net.task('t').patch.stem.weight.toFloat32();
+  const pa = net.task('a').patch.stem.weight!.toFloat32();
+  const pb = net.task('b').patch.stem.weight!.toFloat32();
+  const pt = net.task('t').patch.stem.weight!.toFloat32();
   pt.forEach((v, i) => assert.ok(Math.abs(v - (pa[i]! + pb[i]!) / 2) < 1e-6));
   // The unsupervised objective on the target's validation images decreased.
   assert.ok(!r.keptInitial, 'an epoch beat the start');

@@ -20,7 +20,7 @@ import {
   type Dataset,
 } from '../src/data/dataset.js';
 import { Rng } from '../src/data/rng.js';
-import { parseConfig, loadConfigFile, DEFAULT_TRAIN, DEFAULT_MODEL } from '../src/data/config.js';
+import { parseConfig, loadConfigFile, DEFAULT_TRAIN, DEFAULT_MODEL, METHOD_TRAIN_DEFAULTS } from '../src/data/config.js';
 import { loadBuiltin } from '../src/data/builtin.js';
 import { loadTaskData, loadConfigData } from '../src/data/load.js';
 
@@ -359,10 +359,26 @@ describe('config', () => {
   test('defaults fill in a minimal config', () => {
     const c = parseConfig({ tasks: [{ name: 'm', data: { builtin: 'mnist' } }] }, 'c.json');
     assert.deepEqual(c.model, { ...DEFAULT_MODEL });
-    assert.deepEqual(c.train, { ...DEFAULT_TRAIN });
+    assert.deepEqual(c.train, { ...DEFAULT_TRAIN, ...METHOD_TRAIN_DEFAULTS.mixture, orderLr: DEFAULT_TRAIN.lr });
+    assert.equal(c.model.method, 'mixture', 'template mixing is the default method');
     assert.equal(c.tasks[0].fit, 'resize');
     assert.equal(c.tasks[0].validation, 0.1);
     assert.equal(c.seed, 0);
+  });
+
+  test("each method's training defaults, and explicit settings over them", () => {
+    const tasks = [{ name: 'm', data: { builtin: 'mnist' } }];
+    const hard = parseConfig({ model: { method: 'hard' }, tasks }, 'c.json');
+    assert.deepEqual(hard.train, { ...DEFAULT_TRAIN, ...METHOD_TRAIN_DEFAULTS.hard });
+    const mixture = parseConfig({ tasks, train: { lr: 0.01 } }, 'c.json');
+    assert.equal(mixture.train.orderLr, 0.01, 'under mixture the logits follow the weights\' learning rate');
+    assert.equal(mixture.train.straightThroughFrom, 1, 'never straight-through');
+    assert.equal(mixture.train.tauMin, 1, 'temperature 1 throughout');
+    const set = parseConfig({ tasks, train: { orderLr: 0.3, entropyWeight: 0.5 } }, 'c.json');
+    assert.equal(set.train.orderLr, 0.3);
+    assert.equal(set.train.entropyWeight, 0.5);
+    assert.throws(() => parseConfig({ model: { method: 'soft' }, tasks }, 'c.json'), /c\.json: model\.method: .*mixture.*hard/);
+    assert.throws(() => parseConfig({ model: { method: 'hard' }, tasks, train: { tauStart: 0.01 } }, 'c.json'), /c\.json: train\.tauMin: must be ≤ tauStart/);
   });
 
   test('errors name the file and every bad field by path', () => {

@@ -17,16 +17,17 @@ function net(over: Partial<ModelSpec>, dtype: 'float32' | 'float64'): { net: Com
   return { net: n, opt: new T.Optimizer([{ name: 'all', params, lr: 0.05 }], { kind: 'adam' }) };
 }
 
-/** One training step in hard mode (batch statistics, running-statistics update, Adam). */
+/** One training step under the model's evaluation mode (batch statistics, running-statistics update, Adam). */
 function trainStep(n: CompNet, opt: T.Optimizer, x: T.Tensor, y: T.Tensor): void {
-  T.tidy(() => T.crossEntropy(n.forward('t', x, { mode: 'hard', training: true }), y).backward());
+  T.tidy(() => T.crossEntropy(n.forward('t', x, { mode: n.evalMode, training: true }), y).backward());
   opt.step();
   opt.zeroGrad();
 }
 
+/** Logits under the model's evaluation mode: the soft mixture (`mixture`) or the hard order (`hard`). */
 function evalLogits(n: CompNet, x: T.Tensor, mode: EvalPlanMode): Float64Array {
   n.evalPlans.mode = mode;
-  return Float64Array.from(T.noGrad(() => T.tidy(() => n.forward('t', x, { mode: 'hard' }).toFloat32())));
+  return Float64Array.from(T.noGrad(() => T.tidy(() => n.forward('t', x, { mode: n.evalMode }).toFloat32())));
 }
 
 function assertClose(a: Float64Array, b: Float64Array, rel: number, what: string): void {
@@ -40,6 +41,9 @@ for (const [over, dtype] of [
   [{ mixing: 'output', activation: 'relu6' }, 'float32'],
   [{ mixing: 'weight', activation: 'hardswish' }, 'float32'],
   [{ mixing: 'weight', activation: 'relu6' }, 'float64'],
+  // Template mixing: the cached plan of a soft mixture (mixed convolutions and batch norms, folded).
+  [{ mixing: 'weight', activation: 'relu6', method: 'mixture', channels: 16, expansion: 2, inputChannels: 3 }, 'float32'],
+  [{ mixing: 'weight', activation: 'relu6', method: 'mixture' }, 'float64'],
 ] as const) {
   test(`eval plans (${JSON.stringify(over)}, ${dtype}): folded and frozen predictions match the plain path, also after further training`, () => {
     const before = { ...T.liveStats(), modules: T.liveModules() };

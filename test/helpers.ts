@@ -23,6 +23,7 @@ export function tinySpec(over: Partial<ModelSpec> = {}): ModelSpec {
     block: 'inverted',
     activation: 'relu6',
     mixing: 'weight',
+    method: 'hard',
     ...over,
   };
 }

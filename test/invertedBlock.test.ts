@@ -181,6 +181,9 @@ test("a model trained with fusedBatchNorm 'block' or 'branch' matches the unfuse
     // expansion 4 x 4 channels = 16: the middle's op applies; 16 channels x 2: the branch's op too.
     assertFusedTrainingMatches(tinySpec({ inputChannels: 3, expansion: 4, mixing }), ['off', 'block'], mode, `block ${mixing}/${mode}`);
     assertFusedTrainingMatches(tinySpec({ inputChannels: 3, channels: 16, expansion: 2, mixing }), ['off', 'branch'], mode, `branch ${mixing}/${mode}`);
+    // Template mixing: the fused ops take mixed batch-norm scales and biases, and pass their gradients back to the templates.
+    assertFusedTrainingMatches(tinySpec({ inputChannels: 3, expansion: 4, mixing, method: 'mixture' }), ['off', 'block'], mode, `mixture block ${mixing}/${mode}`);
+    assertFusedTrainingMatches(tinySpec({ inputChannels: 3, channels: 16, expansion: 2, mixing, method: 'mixture' }), ['off', 'branch'], mode, `mixture branch ${mixing}/${mode}`);
   }
 });
 

@@ -30,10 +30,16 @@ function outputs(n: CompNet): Float32Array[] {
   }));
 }
 
-for (const mixing of ['weight', 'output'] as const) {
-  test(`a saved and reloaded model (${mixing} mixing) gives bit-identical outputs`, () => {
+for (const [mixing, method] of [['weight', 'hard'], ['output', 'hard'], ['weight', 'mixture'], ['output', 'mixture']] as const) {
+  test(`a saved and reloaded model (${mixing} mixing, ${method}) gives bit-identical outputs`, () => {
     const dir = tmp();
-    const a = net({ mixing });
+    const a = net({ mixing, method });
+    if (method === 'mixture') {
+      // Templates with their own batch-norm affines, and one task with a model patch: both must round-trip.
+      T.noGrad(() => T.tidy(() => a.pool.norms.forEach((n) => (n.weight.assign(T.rand(n.weight.shape).add(0.5)), n.bias.assign(T.randn(n.bias.shape))))));
+      a.task('c').patch.enableAffine();
+      T.noGrad(() => T.tidy(() => a.task('c').patch.stem.weight!.assign(T.rand([a.spec.channels]).add(0.5))));
+    }
     const m = saveModel(a, dir, { seed: 5, metrics: { a: { test: 0.5 } } });
     const { net: b, manifest } = loadModel(dir);
     assert.equal(manifest.poolHash, m.poolHash);
@@ -47,6 +53,8 @@ for (const mixing of ['weight', 'output'] as const) {
     oa.forEach((o, i) => assert.deepEqual(ob[i], o));
     assert.equal(manifest.heads.length, 2, 'the shared head is stored once');
     assert.deepEqual(manifest.tasks[0]!.metrics, { test: 0.5 });
+    assert.ok(b.task('c').patch.hasAffine, 'the model patch is saved and loaded');
+    assert.equal(b.task('a').patch.hasAffine, method === 'hard', 'a mixture task owns no affine parameters unless patched');
     a.dispose();
     b.dispose();
     rmSync(dir, { recursive: true });

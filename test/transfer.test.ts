@@ -126,8 +126,66 @@ test('transfer with `all` fine-tunes a copy and leaves the original untouched', 
 });
 
 test('--train parts are validated', () => {
-  assert.deepEqual(parseTrainParts('order,head'), ['order', 'head']);
+  assert.deepEqual(parseTrainParts('mixture,head'), ['mixture', 'head']);
+  assert.deepEqual(parseTrainParts('head,order'), ['mixture', 'head'], "'order' is the older name of 'mixture'");
+  assert.deepEqual(parseTrainParts('mixture'), ['mixture'], 'a mixture alone is allowed: the head is then copied from the source');
   assert.throws(() => parseTrainParts('order,bias,head'), /unknown part 'bias'/);
-  assert.throws(() => parseTrainParts('order'), /always trains its head/);
+  assert.throws(() => parseTrainParts(''), /name at least one part/);
   assert.throws(() => parseTrainParts('all,head'), /'all' cannot be combined/);
+});
+
+/** The authors' training settings (template mixing): one learning rate, temperature 1, no entropy term, never straight-through. */
+const mixtureSettings: MultitaskSettings = { ...settings, orderLr: settings.lr, tauMin: 1, annealFraction: 0, entropyWeight: 0, straightThroughFrom: 1 };
+
+function mixtureBase(): CompNet {
+  const net = CompNet.create(tinySpec({ channels: 6, steps: 3, method: 'mixture' }), { seed: 4 });
+  for (const name of ['one', 'two']) net.addTask({ name, labels: ['a', 'b', 'c', 'd'], inputSize: 8, normalization: { mean: [0], std: [1] } });
+  return net;
+}
+
+for (const parts of [['mixture', 'head'], ['mixture', 'patch', 'head'], ['patch', 'head'], ['head'], ['mixture']] as TrainPart[][]) {
+  test(`template mixing: transfer (${parts.join(',')}) leaves templates, stem and other tasks bit-identical; starts from the chosen task's mixture and head`, async () => {
+    const net = mixtureBase();
+    const before = snapshot(net);
+    const hash = poolHash(net);
+    // Four classes, as the existing tasks: their heads can be copied.
+    const [train, val] = splitDataset(syntheticDataset(160, 8, 4, 23, 'new'), { fractions: [0.75, 0.25] }, 0);
+    const data = { train: train!, val: val!, test: val! };
+    const r = await transferTask(net, data, {
+      task: { name: 'new', labels: data.train.classNames, inputSize: 8, normalization: { mean: [0], std: [1] } },
+      train: parts,
+      settings: mixtureSettings,
+      selectSteps: 4,
+    });
+    const after = snapshot(net);
+    for (const [k, v] of Object.entries(before)) assert.deepEqual(after[k], v, `${k} changed`);
+    assert.equal(poolHash(net), hash);
+    const from = r.initialisedFrom.replace(/^task:/, '');
+    const scores = Object.entries(r.candidates).sort((a, b) => b[1] - a[1]);
+    assert.equal(from === 'random' ? 'random' : from, scores[0]![0], 'the start is the candidate the proxy scored best');
+    if (from !== 'random') {
+      assert.deepEqual(Array.from(r.loop.initialOrders.new!.logits), Array.from(net.order(from).logits), "the initial mixture is the chosen task's");
+      assert.equal(r.headFrom, from, 'the head comes with it: the label counts agree');
+      if (!parts.includes('head')) {
+        assert.deepEqual(Array.from(net.head('new').weight.toFloat32()), Array.from(net.head(from).weight.toFloat32()), 'an untrained head stays the copied one');
+        assert.ok(!parts.includes('mixture') || r.metrics!.changedSteps !== undefined);
+      }
+    }
+    const counts = net.parameterCounts().tasks.new!;
+    assert.equal(counts.patch, parts.includes('patch') ? net.task('new').patch.parameterCount : 0, 'a mixture task owns a patch only when transfer trains one');
+    assert.equal(r.trainable.trainable, (parts.includes('mixture') ? 3 * 3 : 0) + counts.patch + (parts.includes('head') ? 6 * 4 + 4 : 0));
+    assert.ok(net.sharedParameters().every((p) => p.requiresGrad));
+    net.dispose();
+  });
+}
+
+test('template mixing: a transfer that trains no head refuses when no source head has its label count', async () => {
+  const net = mixtureBase();
+  const data = newTask(20); // three classes; the sources have four
+  await assert.rejects(
+    transferTask(net, data, { task: { name: 'new', labels: data.train.classNames, inputSize: 8, normalization: { mean: [0], std: [1] } }, train: ['mixture'], settings: mixtureSettings, selectSteps: 4 }),
+    /'new' trains no head, so it needs a source task's head with its 3 classes to copy.*add 'head'/,
+  );
+  assert.deepEqual(net.taskNames, ['one', 'two'], 'nothing is left behind');
+  net.dispose();
 });

@@ -7,6 +7,7 @@
 import { readJsonNamed } from '../io/read.js';
 import { z } from 'zod';
 import { BUILTIN_DATASETS } from './builtin.js';
+import type { Method, ModelSpec } from '../model/types.js';
 
 /** Default model hyper-parameters; the one place to change them. */
 export const DEFAULT_MODEL = {
@@ -19,28 +20,35 @@ export const DEFAULT_MODEL = {
   block: 'inverted',
   activation: 'relu6',
   mixing: 'weight',
+  method: 'mixture',
+  stem: 'conv3x3',
   inputSize: 28,
   inputChannels: 1,
 } as const;
 
-/** Default training hyper-parameters; the one place to change them. */
+/** Default training hyper-parameters shared by both methods; the one place to change them. */
 export const DEFAULT_TRAIN = {
   epochs: 10,
   batchSize: 64,
   lr: 0.002,
-  orderLr: 0.05,
   weightDecay: 1e-4,
   optimizer: 'adam',
-  tauStart: 1,
-  tauMin: 0.05,
-  annealFraction: 0.7,
-  entropyWeight: 0.01,
-  orderInit: 'random',
   orderInitScale: 1,
-  straightThroughFrom: 0,
   seed: 0,
   threads: 2,
 } as const;
+
+/**
+ * The training defaults that differ between the methods (`../shared/METHOD.md`): under `mixture`
+ * the authors' (one learning rate for everything, temperature 1 throughout, no entropy penalty, no
+ * straight-through, Glorot-uniform logits); under `hard` version 1's (an order group at 25x the
+ * rate, temperature annealed 1 -> 0.05 over 70 % of training, entropy penalty, straight-through
+ * from the first step, normal logits). `orderLr: 'lr'` means the weights' learning rate.
+ */
+export const METHOD_TRAIN_DEFAULTS = {
+  mixture: { orderLr: 'lr', tauStart: 1, tauMin: 1, annealFraction: 0, entropyWeight: 0, orderInit: 'glorot', straightThroughFrom: 1 },
+  hard: { orderLr: 0.05, tauStart: 1, tauMin: 0.05, annealFraction: 0.7, entropyWeight: 0.01, orderInit: 'random', straightThroughFrom: 0 },
+} as const satisfies Record<Method, unknown>;
 
 /** Default per-task data options. */
 export const DEFAULT_TASK = {
@@ -68,6 +76,8 @@ export const ModelSchema = z.strictObject({
   block: z.enum(['inverted', 'basic']).default(DEFAULT_MODEL.block),
   activation: z.enum(['relu6', 'hardswish']).default(DEFAULT_MODEL.activation),
   mixing: z.enum(['weight', 'output']).default(DEFAULT_MODEL.mixing),
+  method: z.enum(['mixture', 'hard']).default(DEFAULT_MODEL.method),
+  stem: z.enum(['conv3x3', 'patchify']).default(DEFAULT_MODEL.stem),
   inputSize: posInt.default(DEFAULT_MODEL.inputSize),
   inputChannels: z.union([z.literal(1), z.literal(3)], { error: 'expected 1 or 3' }).default(DEFAULT_MODEL.inputChannels),
 });
@@ -149,31 +159,45 @@ export const TaskSchema = z
     }
   });
 
-/** Optimisation and order-learning hyper-parameters. */
-export const TrainSchema = z
-  .strictObject({
-    epochs: posInt.default(DEFAULT_TRAIN.epochs),
-    /** Raises `epochs` until training makes at least this many optimizer steps (for small datasets). */
-    minSteps: posInt.optional(),
-    batchSize: posInt.default(DEFAULT_TRAIN.batchSize),
-    lr: z.number().gt(0).default(DEFAULT_TRAIN.lr),
-    orderLr: z.number().min(0).default(DEFAULT_TRAIN.orderLr),
-    weightDecay: z.number().min(0).default(DEFAULT_TRAIN.weightDecay),
-    optimizer: z.enum(['adam', 'sgd']).default(DEFAULT_TRAIN.optimizer),
-    tauStart: z.number().gt(0).default(DEFAULT_TRAIN.tauStart),
-    tauMin: z.number().gt(0).default(DEFAULT_TRAIN.tauMin),
-    annealFraction: z.number().min(0).max(1).default(DEFAULT_TRAIN.annealFraction),
-    entropyWeight: z.number().default(DEFAULT_TRAIN.entropyWeight),
-    orderInit: z.enum(['uniform', 'diagonal', 'random-onehot', 'random']).default(DEFAULT_TRAIN.orderInit),
-    orderInitScale: z.number().min(0).default(DEFAULT_TRAIN.orderInitScale),
-    straightThroughFrom: z.number().min(0).max(1).default(DEFAULT_TRAIN.straightThroughFrom),
-    seed: z.int().default(DEFAULT_TRAIN.seed),
-    threads: posInt.default(DEFAULT_TRAIN.threads),
-    taskWeights: z.record(z.string(), z.number().min(0)).optional(),
-  })
-  .superRefine((t, ctx) => {
-    if (t.tauMin > t.tauStart) ctx.addIssue({ code: 'custom', path: ['tauMin'], message: `must be ≤ tauStart (${t.tauStart})` });
-  });
+/**
+ * Optimisation and order-learning hyper-parameters. The fields whose default depends on the
+ * method are optional here and filled in by `resolveTrain` (see `METHOD_TRAIN_DEFAULTS`).
+ */
+export const TrainSchema = z.strictObject({
+  epochs: posInt.default(DEFAULT_TRAIN.epochs),
+  /** Raises `epochs` until training makes at least this many optimizer steps (for small datasets). */
+  minSteps: posInt.optional(),
+  batchSize: posInt.default(DEFAULT_TRAIN.batchSize),
+  lr: z.number().gt(0).default(DEFAULT_TRAIN.lr),
+  orderLr: z.number().min(0).optional(),
+  weightDecay: z.number().min(0).default(DEFAULT_TRAIN.weightDecay),
+  optimizer: z.enum(['adam', 'adamw', 'sgd']).default(DEFAULT_TRAIN.optimizer),
+  tauStart: z.number().gt(0).optional(),
+  tauMin: z.number().gt(0).optional(),
+  annealFraction: z.number().min(0).max(1).optional(),
+  entropyWeight: z.number().optional(),
+  orderInit: z.enum(['uniform', 'diagonal', 'random-onehot', 'random', 'glorot']).optional(),
+  orderInitScale: z.number().min(0).default(DEFAULT_TRAIN.orderInitScale),
+  straightThroughFrom: z.number().min(0).max(1).optional(),
+  seed: z.int().default(DEFAULT_TRAIN.seed),
+  threads: posInt.default(DEFAULT_TRAIN.threads),
+  taskWeights: z.record(z.string(), z.number().min(0)).optional(),
+});
+
+/** Fills in the method's defaults for the fields a `train` section left out. */
+export function resolveTrain(t: z.infer<typeof TrainSchema>, method: Method) {
+  const d = METHOD_TRAIN_DEFAULTS[method];
+  return {
+    ...t,
+    orderLr: t.orderLr ?? (d.orderLr === 'lr' ? t.lr : d.orderLr),
+    tauStart: t.tauStart ?? d.tauStart,
+    tauMin: t.tauMin ?? d.tauMin,
+    annealFraction: t.annealFraction ?? d.annealFraction,
+    entropyWeight: t.entropyWeight ?? d.entropyWeight,
+    orderInit: t.orderInit ?? d.orderInit,
+    straightThroughFrom: t.straightThroughFrom ?? d.straightThroughFrom,
+  };
+}
 
 /** The whole config file. `seed` drives data splits/subsets; `train.seed` drives initialisation and batch order. */
 export const ConfigSchema = z
@@ -192,11 +216,15 @@ export const ConfigSchema = z
     for (const key of Object.keys(c.train.taskWeights ?? {})) {
       if (!seen.has(key)) ctx.addIssue({ code: 'custom', path: ['train', 'taskWeights', key], message: `no task named "${key}"` });
     }
-  });
+    const t = resolveTrain(c.train, c.model.method);
+    if (t.tauMin > t.tauStart) ctx.addIssue({ code: 'custom', path: ['train', 'tauMin'], message: `must be ≤ tauStart (${t.tauStart})` });
+  })
+  .transform((c) => ({ ...c, train: resolveTrain(c.train, c.model.method) }));
 
 export type ModelConfig = z.infer<typeof ModelSchema>;
 export type TaskConfig = z.infer<typeof TaskSchema>;
-export type TrainConfig = z.infer<typeof TrainSchema>;
+/** A `train` section with every default filled in for its method. */
+export type TrainConfig = Config['train'];
 export type Config = z.infer<typeof ConfigSchema>;
 
 /** Render an issue path the way a user would write it in JS: `tasks[1].data.format`. */
@@ -240,11 +268,23 @@ export function loadConfigFile(file: string): Config {
 
 /**
  * A task file (for `transfer` and `adapt`): one task entry as in a config's `tasks`, or
- * `{ "task": {...}, "train": {...} }` to set training options too. Errors name the file and field.
+ * `{ "task": {...}, "train": {...} }` to set training options too. The training defaults are
+ * those of `method`, the method of the model the task joins. Errors name the file and field.
  */
-export function loadTaskFile(file: string): { task: TaskConfig; train: TrainConfig; seed: number } {
+export function loadTaskFile(file: string, method: Method = DEFAULT_MODEL.method): { task: TaskConfig; train: TrainConfig; seed: number } {
   const json = readJsonNamed(file);
   const wrapped = json && typeof json === 'object' && 'task' in json ? (json as { task: unknown; train?: unknown }) : { task: json };
-  const c = parseConfig({ tasks: [wrapped.task], train: wrapped.train ?? {} }, file);
+  const c = parseConfig({ model: { method }, tasks: [wrapped.task], train: wrapped.train ?? {} }, file);
   return { task: c.tasks[0]!, train: c.train, seed: c.seed };
+}
+
+/** Every training default of a method: what an empty `train` section resolves to. */
+export function trainDefaults(method: Method) {
+  return resolveTrain(TrainSchema.parse({}), method);
+}
+
+/** The model spec a config's `model` section describes (its input size and channels belong to the tasks' data). */
+export function specOf(m: ModelConfig): ModelSpec {
+  const { inputSize: _size, ...spec } = m;
+  return spec;
 }

@@ -17,6 +17,7 @@ import type { Tensor } from '../torch/index.js';
 import { CompNet } from '../model/network.js';
 import { Pool } from '../model/pool.js';
 import { blockSlots } from '../model/slots.js';
+import { stemGeometry } from '../model/cost.js';
 import { NormSite, Patch } from '../model/patch.js';
 import type { ModelSpec, TaskInfo } from '../model/types.js';
 import { decodeSafetensors } from './safetensors.js';
@@ -196,12 +197,18 @@ export function loadModel(dir: string): { net: CompNet; manifest: Manifest } {
   const m = readManifest(dir);
   const shared = readPart(dir, m.shared.file, m.shared.sha256, null);
   if (m.shared.sha256 !== m.poolHash) throw new Error(`${join(dir, 'manifest.json')}: corrupt manifest: shared file hash differs from poolHash`);
-  const spec = m.spec;
+  // Models saved before template mixing record no method: they are `hard` models.
+  const spec: ModelSpec = { ...m.spec, method: m.spec.method ?? 'hard' };
   const slots = blockSlots(spec);
   const sharedPath = join(dir, m.shared.file);
-  const stem = need(shared, 'stem', [spec.channels, spec.inputChannels, 3, 3], sharedPath);
+  const k = stemGeometry(spec).kernel;
+  const stem = need(shared, 'stem', [spec.channels, spec.inputChannels, k, k], sharedPath);
   const weights = slots.map((s) => need(shared, `pool.${s.name}`, [spec.blocks, ...s.shape], sharedPath));
-  const net = new CompNet(spec, m.dtype, stem, new Pool(spec, m.dtype, weights.map((w) => w.setRequiresGrad(true))));
+  const mixture = spec.method === 'mixture';
+  const affine = (prefix: string, shape: number[]) => ({ weight: need(shared, `${prefix}.bn.weight`, shape, sharedPath), bias: need(shared, `${prefix}.bn.bias`, shape, sharedPath) });
+  const norms = mixture ? slots.map((s) => affine(`pool.${s.name}`, [spec.blocks, s.bnWidth])) : undefined;
+  const stemNorm = mixture ? affine('stem', [spec.channels]) : undefined;
+  const net = new CompNet(spec, m.dtype, stem, new Pool(spec, m.dtype, weights.map((w) => w.setRequiresGrad(true)), norms), stemNorm);
   for (const h of m.heads) {
     const part = readPart(dir, h.file, h.sha256, m.poolHash);
     const where = join(dir, h.file);
@@ -213,15 +220,13 @@ export function loadModel(dir: string): { net: CompNet; manifest: Manifest } {
   for (const t of m.tasks) {
     const part = readPart(dir, t.file, t.sha256, m.poolHash);
     const where = join(dir, t.file);
+    // A `hard` task always owns its scales and biases; a `mixture` task only with a model patch.
+    const owned = !mixture || `stem.weight` in part;
     const site = (prefix: string, lead: number[], width: number) => {
       const g = (k: string) => need(part, `${prefix}.${k}`, [...lead, width], where);
       return new NormSite(lead, width, m.dtype, {
-        weight: g('weight'),
-        bias: g('bias'),
-        softMean: g('soft.mean'),
-        softVar: g('soft.var'),
-        hardMean: g('hard.mean'),
-        hardVar: g('hard.var'),
+        affine: owned,
+        tensors: { ...(owned ? { weight: g('weight'), bias: g('bias') } : {}), softMean: g('soft.mean'), softVar: g('soft.var'), hardMean: g('hard.mean'), hardVar: g('hard.var') },
       });
     };
     const patch = new Patch(spec, m.dtype, {

@@ -2,8 +2,7 @@
  * The residual block's function `f(x; theta)` over its convolution slots (`slots.ts`), with the
  * batch norms and activations between them.
  */
-import { Tensor, conv2d, batchNormClamp, invertedMiddle, invertedMiddleApplies, invertedBranch, invertedBranchApplies } from '../torch/index.js';
-import type { NormSite, StatsSet } from './patch.js';
+import { Tensor, conv2d, batchNorm, batchNormClamp, invertedMiddle, invertedMiddleApplies, invertedBranch, invertedBranchApplies, type BatchNormParams } from '../torch/index.js';
 import type { Activation } from './types.js';
 import type { ConvSlot } from './slots.js';
 
@@ -42,7 +41,6 @@ export const FUSED_MIN_ELEMENTS = 1 << 18;
 
 export interface NormOptions {
   training: boolean;
-  stats: StatsSet;
   momentum?: number;
   /** `relu6`: fuse batch norm + ReLU6; `all`: also batch norms without an activation. */
   fused?: FusedBatchNorm;
@@ -51,37 +49,25 @@ export interface NormOptions {
 }
 
 /**
- * Batch norm of site `index` on the fresh conv output `h` (given up by the caller), then the
+ * Batch norm with parameters `p` on the fresh conv output `h` (given up by the caller), then the
  * activation if any. In training mode the two run as one fused native op where it applies
  * (channels-last input of at least `fusedMinElements`, ReLU6 or no activation): one pass fewer
  * forward, two fewer backward.
  */
-export function normAct(site: NormSite, index: number[], h: Tensor, o: NormOptions, act: Activation | null): Tensor {
+export function normAct(p: BatchNormParams, h: Tensor, o: NormOptions, act: Activation | null): Tensor {
   const all = o.fused === 'all' || fusesMiddle(o.fused);
   const fuse = o.training && (act === 'relu6' ? o.fused === 'relu6' || all : act === null && all);
   if (fuse && fusable(h, o)) {
     const bounds = act ? { min: 0, max: 6 } : { min: -Infinity, max: Infinity };
-    return batchNormClamp(h, { ...siteParams(site, index, o.stats), momentum: o.momentum ?? 0.1, ...bounds });
+    return batchNormClamp(h, { ...p, momentum: o.momentum ?? 0.1, ...bounds });
   }
-  const y = site.apply(h, index, o);
+  const y = batchNorm(h, { ...p, training: o.training, momentum: o.momentum ?? 0.1 });
   return act ? activateFresh(y, act) : y;
 }
 
 /** Large enough and channels-last: what every fused op needs of its input. */
 function fusable(h: Tensor, o: NormOptions): boolean {
   return h.numel >= (o.fusedMinElements ?? FUSED_MIN_ELEMENTS) && h.isChannelsLast;
-}
-
-/** The batch-norm parameters and running statistics (set `stats`) of a site at `index`. */
-function siteParams(site: NormSite, index: number[], stats: StatsSet) {
-  const at = (t: Tensor): Tensor => index.reduce((v, i) => v.select(0, i), t);
-  return { weight: at(site.weight), bias: at(site.bias), runningMean: at(site.mean[stats]), runningVar: at(site.var[stats]) };
-}
-
-/** The batch norm of one slot: its site and the index into the site's leading dimensions. */
-export interface SlotNorm {
-  site: NormSite;
-  index: number[];
 }
 
 /**
@@ -99,34 +85,30 @@ export function consume(h: Tensor, next: Tensor, keepAlive?: Tensor): Tensor {
 
 /**
  * One block: `x + f(x)` with `residual`, else the residual branch `f(x)` alone (output mixing adds
- * the branches itself). `f` is conv → BN → (act) per slot; `normOf(i)` says whose batch norm slot
- * `i` uses (the caller decides: it belongs to the task and step). In training mode, `o.fused` may
- * run parts of an inverted block as one native op where it applies: with `branch`, the whole block
+ * the branches itself). `f` is conv → BN → (act) per slot, with `weights[i]` and batch norm
+ * `norms[i]` for slot `i` (the caller resolves both: they are a template's, or mixed, and the
+ * statistics belong to the task and step). In training mode, `o.fused` may run parts of an
+ * inverted block as one native op where it applies: with `branch`, the whole block
  * (`invertedBranch`: both 1x1 convs, the middle, the last batch norm and the residual connection);
  * with `block` (or where `branch` does not apply), BN → ReLU6 → depthwise 3x3 → BN → ReLU6.
  * Intermediates are freed at their last use; `x` stays the caller's.
  */
-export function residualBlock(x: Tensor, slots: ConvSlot[], weights: Tensor[], normOf: (slot: number) => SlotNorm, o: NormOptions, act: Activation, residual: boolean): Tensor {
-  const params = (i: number) => {
-    const n = normOf(i);
-    return siteParams(n.site, n.index, o.stats);
-  };
+export function residualBlock(x: Tensor, slots: ConvSlot[], weights: Tensor[], norms: BatchNormParams[], o: NormOptions, act: Activation, residual: boolean): Tensor {
   const momentum = o.momentum ?? 0.1;
   const inverted = (i: number) => o.training && act === 'relu6' && slots[i]!.activate && !!slots[i + 1] && isDepthwise3x3(slots[i + 1]!);
   const [w1, dw, w3] = weights;
   if (o.fused === 'branch' && slots.length === 3 && inverted(0) && is1x1(slots[0]!) && is1x1(slots[2]!) && !slots[2]!.activate && fusable(x, o) && invertedBranchApplies(x, w1!, dw!, w3!, residual))
-    return invertedBranch(x, w1!, params(0), dw!, params(1), w3!, params(2), { residual, momentum });
+    return invertedBranch(x, w1!, norms[0]!, dw!, norms[1]!, w3!, norms[2]!, { residual, momentum });
   let h = x;
   for (let i = 0; i < slots.length; i++) {
     const s = slots[i]!;
     h = consume(h, conv2d(h, weights[i]!, { padding: s.padding, groups: s.groups }), x);
     if (fusesMiddle(o.fused) && inverted(i) && fusable(h, o) && invertedMiddleApplies(h, weights[i + 1]!)) {
-      h = consume(h, invertedMiddle(h, params(i), weights[i + 1]!, params(i + 1), momentum), x);
+      h = consume(h, invertedMiddle(h, norms[i]!, weights[i + 1]!, norms[i + 1]!, momentum), x);
       i++;
       continue;
     }
-    const n = normOf(i);
-    h = consume(h, normAct(n.site, n.index, h, o, s.activate ? act : null), x);
+    h = consume(h, normAct(norms[i]!, h, o, s.activate ? act : null), x);
   }
   return residual ? consume(h, x.add(h), x) : h;
 }

@@ -1,6 +1,7 @@
 /**
  * Parameter and FLOP counts from a spec alone (so `summary` needs no tensors), split into what
- * tasks share (stem and pool convolutions) and what each task adds (order, patch, head).
+ * tasks share (stem and pool; under `mixture` also their batch norms' scales and biases) and what
+ * each task adds (its mixture logits, its own batch-norm scales and biases if any, its head).
  */
 import { blockSlots } from './slots.js';
 import type { ModelSpec, ParameterCounts } from './types.js';
@@ -10,22 +11,33 @@ export interface TaskShape {
   classes: number;
   head: string;
   inputSize: number;
+  /** Whether the task owns batch-norm scales and biases (always under `hard`; a model patch under `mixture`). */
+  patch: boolean;
 }
 
 const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
-/** Trunk resolution after the stem (3x3 conv, padding 1, stride s). */
-export function trunkSize(spec: ModelSpec, inputSize: number): number {
-  return Math.floor((inputSize + 2 - 3) / spec.stemStride) + 1;
+/** The stem convolution's kernel, stride and padding (see `ModelSpec.stem`). */
+export function stemGeometry(spec: ModelSpec): { kernel: number; stride: number; padding: number } {
+  return spec.stem === 'patchify' ? { kernel: spec.stemStride, stride: spec.stemStride, padding: 0 } : { kernel: 3, stride: spec.stemStride, padding: 1 };
 }
 
+/** Trunk resolution after the stem. */
+export function trunkSize(spec: ModelSpec, inputSize: number): number {
+  const g = stemGeometry(spec);
+  return Math.floor((inputSize + 2 * g.padding - g.kernel) / g.stride) + 1;
+}
+
+/** The stem's convolution, plus its batch norm's scale and bias where they are shared (`mixture`). */
 export function stemParameters(spec: ModelSpec): number {
-  return spec.channels * spec.inputChannels * 9;
+  const k = stemGeometry(spec).kernel;
+  return spec.channels * spec.inputChannels * k * k + (spec.method === 'mixture' ? 2 * spec.channels : 0);
 }
+/** One template: its convolutions, plus its batch norms' scales and biases under `mixture`. */
 export function blockParameters(spec: ModelSpec): number {
-  return blockSlots(spec).reduce((n, s) => n + prod(s.shape), 0);
+  return blockSlots(spec).reduce((n, s) => n + prod(s.shape) + (spec.method === 'mixture' ? 2 * s.bnWidth : 0), 0);
 }
-/** Batch-norm scale + bias of one task (stem and every step site). */
+/** Batch-norm scale + bias of one task's patch (stem and every step site). */
 export function patchParameters(spec: ModelSpec): number {
   const perStep = blockSlots(spec).reduce((n, s) => n + 2 * s.bnWidth, 0);
   return 2 * spec.channels + perStep * spec.steps * (spec.mixing === 'output' ? spec.blocks : 1);
@@ -44,7 +56,7 @@ export function parameterCounts(spec: ModelSpec, tasks: TaskShape[]): ParameterC
   let total = stem + pool;
   for (const t of tasks) {
     const order = spec.steps * spec.blocks;
-    const patch = patchParameters(spec);
+    const patch = t.patch ? patchParameters(spec) : 0;
     const shared = headUsers.get(t.head)! > 1;
     const head = shared ? 0 : headParameters(spec, t.classes);
     if (shared) sharedHeads[t.head] = headParameters(spec, t.classes);
@@ -70,7 +82,8 @@ export interface FlopCounts {
  */
 export function flopsPerImage(spec: ModelSpec, inputSize: number, classes: number, mode: 'soft' | 'hard' = 'soft'): FlopCounts {
   const R = trunkSize(spec, inputSize);
-  const stem = 2 * R * R * spec.channels * spec.inputChannels * 9;
+  const k = stemGeometry(spec).kernel;
+  const stem = 2 * R * R * spec.channels * spec.inputChannels * k * k;
   const block = blockSlots(spec).reduce((n, s) => n + 2 * R * R * s.shape[0]! * prod(s.shape.slice(1)), 0);
   const perStep = spec.mixing === 'output' && mode === 'soft' ? block * spec.blocks : block;
   const steps = perStep * spec.steps;

@@ -1,22 +1,23 @@
 /**
- * Cached evaluation plans: for a task's hard order in eval mode without gradients, every batch
- * norm is folded into the convolution before it (w' = w·γ/√(σ²+ε) per output channel,
- * b' = β − μ·γ/√(σ²+ε)), so a pass runs conv(+bias) → in-place activation only (BENCHMARKS.md,
- * "Changes applied", item 3). In float32 the folded network is also compiled into a frozen
- * TorchScript module (prepacked oneDNN weights; item 4), used once its first outputs agree with
- * the folded eager path: on libtorch 1.13.1 the frozen graph's clamp is a no-op for convs whose
- * output channels are not a multiple of 16, and such a plan stays on the eager path.
+ * Cached evaluation plans: for a task's computation in eval mode without gradients — its soft
+ * mixture (weight mixing) or its hard order — the mixed or selected convolution weights are
+ * computed once and every batch norm is folded into the convolution before it
+ * (w' = w·γ/√(σ²+ε) per output channel, b' = β − μ·γ/√(σ²+ε)), so a pass runs one plain block per
+ * step: conv(+bias) → in-place activation only (BENCHMARKS.md, "Changes applied", item 3). In
+ * float32 the folded network is also compiled into a frozen TorchScript module (prepacked oneDNN
+ * weights; item 4), used once its first outputs agree with the folded eager path: on libtorch
+ * 1.13.1 the frozen graph's clamp is a no-op for convs whose output channels are not a multiple of
+ * 16, and such a plan stays on the eager path.
  *
- * A plan is a pure function of the stem, pool, patch (hard statistics) and head tensors and of the
- * hard order. It is rebuilt when any of them changed: the key holds the tensors' identities, the
- * sum of their version counters (raised by optimizer steps, `assign`, `fill`) and the order; and
- * `invalidate` drops every plan on a training-mode forward, whose running-statistics update does
- * not raise version counters.
+ * A plan is a pure function of the tensors it was built from. The network gives each plan a key
+ * (the computation, the tensors' identities and the sum of their version counters, raised by
+ * optimizer steps, `assign` and `fill`), and `invalidate` drops every plan on a training-mode
+ * forward, whose running-statistics update does not raise version counters.
  */
-import { Tensor, FrozenModule, BN_EPS, conv2d, linear, keep, noGrad, tidy, versionSum } from '../torch/index.js';
+import { Tensor, FrozenModule, BN_EPS, conv2d, linear, keep, noGrad, tidy, type BatchNormParams } from '../torch/index.js';
 import { activateFresh } from './block.js';
+import { stemGeometry } from './cost.js';
 import type { ConvSlot } from './slots.js';
-import type { NormSite, Patch } from './patch.js';
 import type { Activation, ModelSpec } from './types.js';
 
 /** One convolution with its batch norm folded in. */
@@ -29,28 +30,30 @@ export interface FoldedConv {
   activate: boolean;
 }
 
-/** Everything a plan is built from, for one task. */
+/** One convolution and the eval-mode batch norm after it. */
+export interface PlanConv {
+  weight: Tensor;
+  norm: BatchNormParams;
+}
+
+/** Everything a plan is built from, for one task and computation (tensors are read, not kept). */
 export interface PlanSource {
   spec: ModelSpec;
   dtype: 'float32' | 'float64';
-  stem: Tensor;
-  /** The pool's stacked weights, one tensor per slot `[N, ...slot.shape]`. */
-  pool: Tensor[];
+  stem: PlanConv;
+  /** Per step, per slot: the convolution weights (mixed or one template's) and their batch norm. */
+  steps: PlanConv[][];
   slots: ConvSlot[];
-  patch: Patch;
   head: { weight: Tensor; bias: Tensor };
-  /** The hard order, as block indices per step. */
-  order: number[];
 }
 
-/** Folds an eval-mode batch norm (hard statistics) into the conv weights `w` `[O, ...]` before it. */
-export function foldBatchNorm(w: Tensor, site: NormSite, index: number[]): { weight: Tensor; bias: Tensor } {
+/** Folds an eval-mode batch norm into the conv weights `w` `[O, ...]` before it. */
+export function foldBatchNorm(w: Tensor, p: BatchNormParams): { weight: Tensor; bias: Tensor } {
   return noGrad(() => {
     const folded = tidy(() => {
-      const at = (t: Tensor): Tensor => index.reduce((v, i) => v.select(0, i), t);
-      const scale = at(site.weight).div(at(site.var.hard).add(BN_EPS).sqrt());
+      const scale = p.weight.div(p.runningVar.add(BN_EPS).sqrt());
       const weight = w.mul(scale.reshape([scale.shape[0]!, ...w.shape.slice(1).map(() => 1)])).contiguous();
-      const bias = at(site.bias).sub(at(site.mean.hard).mul(scale));
+      const bias = p.bias.sub(p.runningMean.mul(scale));
       return { weight, bias };
     });
     keep([folded.weight, folded.bias]);
@@ -69,25 +72,27 @@ const FROZEN_TOLERANCE = 1e-4;
 export class EvalPlan {
   readonly stem: FoldedConv;
   readonly steps: FoldedConv[][];
+  readonly head: { weight: Tensor; bias: Tensor };
+  readonly #activation: Activation;
   #frozen: FrozenModule | undefined;
   /** Whether the frozen module's outputs were checked against the eager path. */
   #verified = false;
 
   constructor(
     readonly key: string,
-    private readonly src: PlanSource,
+    src: PlanSource,
     compile: boolean,
   ) {
-    this.stem = { ...foldBatchNorm(src.stem, src.patch.stem, []), stride: src.spec.stemStride, padding: 1, groups: 1, activate: true };
-    this.steps = src.order.map((b, l) => {
-      const index = src.spec.mixing === 'output' ? [l, b] : [l];
-      return src.slots.map((slot, i) => {
-        const w = src.pool[i]!.select(0, b);
-        const folded = foldBatchNorm(w, src.patch.steps[i]!, index);
-        w.dispose();
-        return { ...folded, stride: 1, padding: slot.padding, groups: slot.groups, activate: slot.activate };
-      });
-    });
+    const g = stemGeometry(src.spec);
+    this.#activation = src.spec.activation;
+    this.stem = { ...foldBatchNorm(src.stem.weight, src.stem.norm), stride: g.stride, padding: g.padding, groups: 1, activate: true };
+    this.steps = src.steps.map((convs) =>
+      convs.map((c, i) => {
+        const slot = src.slots[i]!;
+        return { ...foldBatchNorm(c.weight, c.norm), stride: 1, padding: slot.padding, groups: slot.groups, activate: slot.activate };
+      }),
+    );
+    this.head = { weight: keep(src.head.weight.detach()), bias: keep(src.head.bias.detach()) };
     this.#frozen = compile ? this.#tryCompile() : undefined;
   }
 
@@ -107,8 +112,8 @@ export class EvalPlan {
 
   /** TorchScript for the folded network: NHWC input `[B, H, W, Cin]` → logits `[B, K]`. */
   #compile(): FrozenModule {
-    const attrs: Record<string, Tensor> = { head_w: this.src.head.weight, head_b: this.src.head.bias };
-    const act = this.src.spec.activation;
+    const attrs: Record<string, Tensor> = { head_w: this.head.weight, head_b: this.head.bias };
+    const act = this.#activation;
     const conv = (name: string, c: FoldedConv, input: string): string[] => {
       attrs[`${name}_w`] = c.weight;
       attrs[`${name}_b`] = c.bias;
@@ -150,7 +155,7 @@ export class EvalPlan {
       // Folded convs, in-place activations, each intermediate freed at its last use.
       const run = (c: FoldedConv, v: Tensor): Tensor => {
         const y = conv2d(v, c.weight, { bias: c.bias, stride: c.stride, padding: c.padding, groups: c.groups });
-        return c.activate ? activateFresh(y, this.src.spec.activation) : y;
+        return c.activate ? activateFresh(y, this.#activation) : y;
       };
       let h = run(this.stem, x.permute([0, 3, 1, 2]));
       for (const convs of this.steps) {
@@ -165,24 +170,17 @@ export class EvalPlan {
         y.dispose();
         h = sum;
       }
-      return linear(h.mean([2, 3]), this.src.head.weight, this.src.head.bias);
+      return linear(h.mean([2, 3]), this.head.weight, this.head.bias);
     });
   }
 
   dispose(): void {
     this.#frozen?.dispose();
-    for (const c of [this.stem, ...this.steps.flat()]) {
+    for (const c of [this.stem, ...this.steps.flat(), this.head]) {
       c.weight.dispose();
       c.bias.dispose();
     }
   }
-}
-
-/** The staleness key of a plan source (see the file comment). */
-export function planKey(src: PlanSource): string {
-  const sites = [src.patch.stem, ...src.patch.steps];
-  const depends = [src.stem, ...src.pool, ...sites.flatMap((s) => [s.weight, s.bias, s.mean.hard, s.var.hard]), src.head.weight, src.head.bias];
-  return `${src.order.join(',')}|${depends.map((t) => t.handle).join(',')}|${versionSum(depends)}`;
 }
 
 export type EvalPlanMode = 'frozen' | 'folded' | 'off';
@@ -206,14 +204,19 @@ export class EvalPlans {
     this.#mode = m;
   }
 
-  /** The task's plan, rebuilt if its key changed. */
-  get(task: string, src: PlanSource): EvalPlan {
-    const key = planKey(src);
+  /** The task's plan for the computation `key` describes, rebuilt from `build()` if the key changed. */
+  get(task: string, key: string, build: () => PlanSource): EvalPlan {
     const cached = this.#plans.get(task);
     if (cached?.key === key) return cached;
     cached?.dispose();
     this.#plans.delete(task);
-    const plan = new EvalPlan(key, src, this.#mode === 'frozen' && src.dtype === 'float32');
+    // The source's tensors (mixed weights, views) are temporaries: only the plan's own folded copies outlive the scope.
+    const plan = noGrad(() =>
+      tidy(() => {
+        const src = build();
+        return new EvalPlan(key, src, this.#mode === 'frozen' && src.dtype === 'float32');
+      }),
+    );
     this.#plans.set(task, plan);
     return plan;
   }

@@ -1,15 +1,17 @@
 /**
- * The compositional network: a shared stem and pool, and per task an order over the pool, a
- * batch-norm patch and a head (heads may be shared between tasks of one label space).
+ * The compositional network: a shared stem and pool of templates, and per task a mixture over the
+ * pool at every step (its "computation order"), its batch-norm statistics and a head (heads may be
+ * shared between tasks of one label space). Under the `hard` method each task also owns its
+ * batch norms' scales and biases (a patch); under `mixture` the templates own them.
  */
-import { Tensor, tensor, conv2d, linear, noGrad, keep, manualSeed, tidy, rand, gradEnabled } from '../torch/index.js';
+import { Tensor, tensor, conv2d, linear, noGrad, keep, manualSeed, tidy, rand, gradEnabled, ones, zeros, versionSum, type BatchNormParams } from '../torch/index.js';
 import { FUSED_MIN_ELEMENTS, consume, normAct, residualBlock, type FusedBatchNorm, type NormOptions } from './block.js';
-import { kaimingNormal, Pool } from './pool.js';
+import { kaimingNormal, Pool, type Affine } from './pool.js';
 import { Order } from './order.js';
-import { EvalPlans, type EvalPlan } from './evalPlan.js';
+import { EvalPlans, type EvalPlan, type PlanConv } from './evalPlan.js';
 import { Patch, type StatsSet } from './patch.js';
-import { parameterCounts, flopsPerImage, type FlopCounts } from './cost.js';
-import type { ForwardOptions, ModelSpec, OrderInit, OrderMode, ParameterCounts, TaskInfo } from './types.js';
+import { parameterCounts, flopsPerImage, stemGeometry, type FlopCounts } from './cost.js';
+import type { ForwardOptions, Method, ModelSpec, OrderInit, OrderMode, ParameterCounts, TaskInfo } from './types.js';
 
 /** A linear classifier on the pooled features: `[K, C]` weight and `[K]` bias. */
 export interface Head {
@@ -30,17 +32,20 @@ export interface TaskState {
 }
 
 export interface AddTaskOptions {
-  /** How the order logits start (default `random`). */
+  /** How the order logits start (default: `glorot` under `mixture`, `random` under `hard`). */
   orderInit?: OrderInit;
   /** Logit scale of the initial order (default 1). */
   orderScale?: number;
   /** An explicit initial order (overrides `orderInit`). */
   order?: Order;
-  /** Uniform [0,1) source for random initial orders (default: libtorch's seeded generator). */
+  /** Uniform [0,1) source for random initial orders and a new head (default: libtorch's seeded generator). */
   random?: () => number;
 }
 
 type FloatDType = 'float32' | 'float64';
+
+/** How each method's orders start unless told: the authors' Glorot-uniform logits, or version 1's normal ones. */
+export const DEFAULT_ORDER_INIT: Record<Method, OrderInit> = { mixture: 'glorot', hard: 'random' };
 
 function checkSpec(spec: ModelSpec): void {
   const ints: (keyof ModelSpec)[] = ['inputChannels', 'channels', 'blocks', 'steps', 'expansion', 'kernel', 'stemStride'];
@@ -52,13 +57,17 @@ function checkSpec(spec: ModelSpec): void {
   if (!['inverted', 'basic'].includes(spec.block)) throw new Error(`model spec: block must be 'inverted' or 'basic', got ${JSON.stringify(spec.block)}`);
   if (!['relu6', 'hardswish'].includes(spec.activation)) throw new Error(`model spec: activation must be 'relu6' or 'hardswish', got ${JSON.stringify(spec.activation)}`);
   if (!['weight', 'output'].includes(spec.mixing)) throw new Error(`model spec: mixing must be 'weight' or 'output', got ${JSON.stringify(spec.mixing)}`);
+  if (!['mixture', 'hard'].includes(spec.method)) throw new Error(`model spec: method must be 'mixture' or 'hard', got ${JSON.stringify(spec.method)}`);
+  if (spec.stem !== undefined && !['conv3x3', 'patchify'].includes(spec.stem)) throw new Error(`model spec: stem must be 'conv3x3' or 'patchify', got ${JSON.stringify(spec.stem)}`);
 }
 
 export class CompNet {
   readonly spec: ModelSpec;
   readonly dtype: FloatDType;
-  /** Stem convolution `[C, Cin, 3, 3]` (shared). */
+  /** Stem convolution `[C, Cin, k, k]` (shared). */
   readonly stem: Tensor;
+  /** The stem batch norm's scale and bias `[C]`, shared under `mixture` (each task's own, in its patch, under `hard`). */
+  readonly stemNorm: Affine | undefined;
   readonly pool: Pool;
   readonly tasks = new Map<string, TaskState>();
   readonly heads = new Map<string, Head>();
@@ -76,12 +85,15 @@ export class CompNet {
   /** Batch-norm inputs with fewer elements run unfused (see `FUSED_MIN_ELEMENTS`). */
   fusedBatchNormMinElements = FUSED_MIN_ELEMENTS;
 
-  /** Use `CompNet.create` or `loadModel`. */
-  constructor(spec: ModelSpec, dtype: FloatDType, stem: Tensor, pool: Pool) {
+  /** Use `CompNet.create` or `loadModel`. `stemNorm` is required under `mixture` and absent under `hard`. */
+  constructor(spec: ModelSpec, dtype: FloatDType, stem: Tensor, pool: Pool, stemNorm?: Affine) {
     checkSpec(spec);
+    if ((spec.method === 'mixture') !== (stemNorm !== undefined))
+      throw new Error(`CompNet: the stem's shared batch-norm scale and bias are ${stemNorm ? 'given' : 'missing'}, but the method is '${spec.method}'`);
     this.spec = { ...spec };
     this.dtype = dtype;
     this.stem = keep(stem).setRequiresGrad(true);
+    this.stemNorm = stemNorm && { weight: keep(stemNorm.weight).setRequiresGrad(true), bias: keep(stemNorm.bias).setRequiresGrad(true) };
     this.pool = pool;
   }
 
@@ -90,8 +102,18 @@ export class CompNet {
     checkSpec(spec);
     if (o.seed !== undefined) manualSeed(o.seed);
     const dtype = o.dtype ?? 'float32';
-    const stem = kaimingNormal([spec.channels, spec.inputChannels, 3, 3], dtype);
-    return new CompNet(spec, dtype, stem, new Pool(spec, dtype));
+    const k = stemGeometry(spec).kernel;
+    const stem = kaimingNormal([spec.channels, spec.inputChannels, k, k], dtype);
+    const stemNorm = spec.method === 'mixture' ? { weight: ones([spec.channels], dtype), bias: zeros([spec.channels], dtype) } : undefined;
+    return new CompNet(spec, dtype, stem, new Pool(spec, dtype), stemNorm);
+  }
+
+  /**
+   * The computation a task's accuracy is reported under and `predict` runs: the soft mixture under
+   * `mixture` (nothing is rounded), the hard order under `hard`.
+   */
+  get evalMode(): 'soft' | 'hard' {
+    return this.spec.method === 'mixture' ? 'soft' : 'hard';
   }
 
   // ---- tasks -------------------------------------------------------------------------------------
@@ -118,7 +140,7 @@ export class CompNet {
     const full: TaskInfo = { ...info, head: info.head ?? info.name };
     const { steps: L, blocks: N } = this.spec;
     const random = o.random ?? (() => noGrad(() => tidy(() => rand([1]).item())));
-    const order = o.order ?? Order.init(o.orderInit ?? 'random', L, N, o.orderScale ?? 1, random);
+    const order = o.order ?? Order.init(o.orderInit ?? DEFAULT_ORDER_INIT[this.spec.method], L, N, o.orderScale ?? 1, random);
     if (order.steps !== L || order.blocks !== N) throw new Error(`task '${info.name}': order is ${order.steps}x${order.blocks}, model needs ${L}x${N}`);
     const logits = this.#logitsTensor(order);
     const existing = this.heads.get(full.head);
@@ -129,8 +151,11 @@ export class CompNet {
       const K = full.labels.length;
       const C = this.spec.channels;
       const bound = 1 / Math.sqrt(C);
+      // With a `random` source the head is drawn from it too, so that a task added to a loaded
+      // model (whose libtorch generator nobody seeded) is reproducible.
+      const uniform = (shape: number[]) => (o.random ? tensor(Float64Array.from({ length: shape.reduce((a, b) => a * b, 1) }, o.random), shape) : rand(shape));
       const init = (shape: number[]) =>
-        keep(noGrad(() => tidy(() => rand(shape).mul(2 * bound).sub(bound).to(this.dtype)))).setRequiresGrad(true);
+        keep(noGrad(() => tidy(() => uniform(shape).mul(2 * bound).sub(bound).to(this.dtype)))).setRequiresGrad(true);
       this.heads.set(full.head, { name: full.head, labels: [...full.labels], weight: init([K, C]), bias: init([K]) });
     }
     const state: TaskState = { info: full, logits, patch: new Patch(this.spec, this.dtype), tau: 1 };
@@ -160,8 +185,10 @@ export class CompNet {
 
   /** A new network with copies of this one's stem and pool and no tasks (for full fine-tuning). */
   copyShared(): CompNet {
-    const [stem, ...pool] = noGrad(() => tidy(() => this.sharedParameters().map((t) => t.detach().clone())));
-    return new CompNet(this.spec, this.dtype, stem!, new Pool(this.spec, this.dtype, pool.map((w) => w.setRequiresGrad(true))));
+    const copy = (t: Tensor) => keep(noGrad(() => t.detach().clone()));
+    const copyAffine = (a: Affine): Affine => ({ weight: copy(a.weight), bias: copy(a.bias) });
+    const pool = new Pool(this.spec, this.dtype, this.pool.weights.map((w) => copy(w).setRequiresGrad(true)), this.pool.norms.map(copyAffine));
+    return new CompNet(this.spec, this.dtype, copy(this.stem), pool, this.stemNorm && copyAffine(this.stemNorm));
   }
 
   head(task: string): Head {
@@ -217,79 +244,123 @@ export class CompNet {
    */
   forward(taskName: string, x: Tensor, o: ForwardOptions = {}): Tensor {
     const task = this.task(taskName);
+    const mode = o.mode ?? 'soft';
+    // An eval-mode pass without gradients of one block per step runs the task's cached plan.
+    if (!o.training && this.evalPlans.mode !== 'off' && !gradEnabled() && (mode === 'hard' || this.spec.mixing === 'weight')) {
+      this.#checkInput(task, x);
+      return this.#evalPlan(taskName, task, mode === 'hard' ? 'hard' : 'soft', o.tau ?? 1).forward(x);
+    }
+    const h = this.features(taskName, x, o);
+    const head = this.heads.get(task.info.head)!;
+    const pooled = consume(h, h.mean([2, 3]));
+    return consume(pooled, linear(pooled, head.weight, head.bias));
+  }
+
+  /**
+   * The last step's output `[B, C, R, R]` (an NCHW view of channels-last memory): the features the
+   * head pools, and what domain adaptation aligns. Call inside `tidy`.
+   */
+  features(taskName: string, x: Tensor, o: ForwardOptions = {}): Tensor {
+    const task = this.task(taskName);
     this.#checkInput(task, x);
     const mode = o.mode ?? 'soft';
     const training = o.training ?? false;
     // A training-mode pass updates running statistics without raising version counters: every
     // cached plan may now be stale.
     if (training) this.evalPlans.invalidate();
-    else if (mode === 'hard' && this.evalPlans.mode !== 'off' && !gradEnabled()) return this.#evalPlan(taskName, task).forward(x);
     const stats: StatsSet = mode === 'soft' ? 'soft' : 'hard';
-    const norm: NormOptions = { training, stats, momentum: o.momentum, fused: this.fusedBatchNorm, fusedMinElements: this.fusedBatchNormMinElements };
+    const norm: NormOptions = { training, momentum: o.momentum, fused: this.fusedBatchNorm, fusedMinElements: this.fusedBatchNormMinElements };
     const spec = this.spec;
     const slots = this.pool.slots;
+    const g = stemGeometry(spec);
 
     // NHWC data viewed as NCHW is channels-last in memory, the faster layout for these convs.
     // Each intermediate is freed at its last use (see `consume`); `x` stays the caller's.
     const input = x.permute([0, 3, 1, 2]);
-    let h = consume(input, conv2d(input, this.stem, { stride: spec.stemStride, padding: 1 }));
-    h = consume(h, normAct(task.patch.stem, [], h, norm, spec.activation));
-
-    if (mode === 'hard') {
-      const seq = this.order(taskName).hard();
-      seq.forEach((b, l) => {
-        const idx = spec.mixing === 'output' ? [l, b] : [l];
-        const weights = this.pool.block(b);
-        const y = residualBlock(h, slots, weights, (i) => ({ site: task.patch.steps[i]!, index: idx }), norm, spec.activation, true);
-        weights.forEach((w) => w.dispose());
-        h = consume(h, y);
-      });
-    } else if (spec.mixing === 'weight') {
-      const w = this.mixingWeights(taskName, mode, o.tau ?? 1);
-      const mixed = this.pool.mix(w);
-      for (let l = 0; l < spec.steps; l++) {
-        const y = residualBlock(h, slots, mixed.map((m) => m.select(0, l)), (i) => ({ site: task.patch.steps[i]!, index: [l] }), norm, spec.activation, true);
+    let h = consume(input, conv2d(input, this.stem, { stride: g.stride, padding: g.padding }));
+    h = consume(h, normAct(task.patch.stem.params([], stats, this.stemNorm), h, norm, spec.activation));
+    if (mode === 'hard' || spec.mixing === 'weight') {
+      for (const step of this.#steps(task, mode, o.tau ?? 1, stats)) {
+        const y = residualBlock(h, slots, step.map((c) => c.weight), step.map((c) => c.norm), norm, spec.activation, true);
         h = consume(h, y);
       }
-    } else {
-      const w = this.mixingWeights(taskName, mode, o.tau ?? 1);
-      for (let l = 0; l < spec.steps; l++) {
-        let acc: Tensor | undefined;
-        for (let b = 0; b < spec.blocks; b++) {
-          const f = residualBlock(h, slots, this.pool.block(b), (i) => ({ site: task.patch.steps[i]!, index: [l, b] }), norm, spec.activation, false);
-          const term = consume(f, f.mul(w.select(0, l).select(0, b)));
-          acc = acc ? consume(acc, acc.add(term)) : term;
-          if (acc !== term) term.dispose();
-        }
-        h = consume(h, h.add(acc!));
-        acc!.dispose();
-      }
+      return h;
     }
-    const head = this.heads.get(task.info.head)!;
-    const pooled = consume(h, h.mean([2, 3]));
-    return consume(pooled, linear(pooled, head.weight, head.bias));
+    // Output mixing: every template runs at every step and the branches are mixed.
+    const w = this.mixingWeights(taskName, mode, o.tau ?? 1);
+    for (let l = 0; l < spec.steps; l++) {
+      let acc: Tensor | undefined;
+      for (let b = 0; b < spec.blocks; b++) {
+        const f = residualBlock(h, slots, this.pool.block(b), this.#templateNorms(task, b, [l, b], stats), norm, spec.activation, false);
+        const term = consume(f, f.mul(w.select(0, l).select(0, b)));
+        acc = acc ? consume(acc, acc.add(term)) : term;
+        if (acc !== term) term.dispose();
+      }
+      h = consume(h, h.add(acc!));
+      acc!.dispose();
+    }
+    return h;
   }
 
-  /** The task's cached evaluation plan for its current hard order (rebuilt if stale). */
-  #evalPlan(name: string, task: TaskState): EvalPlan {
+  /** Template `b`'s batch norms for the task's sites at `index`, statistics set `stats`. */
+  #templateNorms(task: TaskState, b: number, index: number[], stats: StatsSet): BatchNormParams[] {
+    const own = this.spec.method === 'mixture' ? this.pool.blockNorms(b) : undefined;
+    return task.patch.steps.map((site, i) => site.params(index, stats, own?.[i]));
+  }
+
+  /**
+   * The convolution weights and batch norms of every step, one block per step: template
+   * `argmax` under `hard`, else the mixture of the templates' convolutions (and, under `mixture`,
+   * of their batch norms' scales and biases) by `softmax(A / tau)` (or straight-through).
+   */
+  #steps(task: TaskState, mode: OrderMode, tau: number, stats: StatsSet): PlanConv[][] {
+    const spec = this.spec;
+    if (mode === 'hard')
+      return this.order(task.info.name)
+        .hard()
+        .map((b, l) => {
+          const weights = this.pool.block(b);
+          const norms = this.#templateNorms(task, b, spec.mixing === 'output' ? [l, b] : [l], stats);
+          return weights.map((weight, i) => ({ weight, norm: norms[i]! }));
+        });
+    const w = this.mixingWeights(task.info.name, mode, tau);
+    const mixed = this.pool.mix(w);
+    const mixedNorms = spec.method === 'mixture' ? this.pool.mixNorms(w) : undefined;
+    return Array.from({ length: spec.steps }, (_, l) =>
+      mixed.map((m, i) => {
+        const affine = mixedNorms && { weight: mixedNorms[i]!.weight.select(0, l), bias: mixedNorms[i]!.bias.select(0, l) };
+        return { weight: m.select(0, l), norm: task.patch.steps[i]!.params([l], stats, affine) };
+      }),
+    );
+  }
+
+  /**
+   * The task's cached evaluation plan for its current soft mixture (at `tau`) or hard order,
+   * rebuilt if any tensor it depends on changed (see `EvalPlans`).
+   */
+  #evalPlan(name: string, task: TaskState, mode: 'soft' | 'hard', tau: number): EvalPlan {
     const head = this.heads.get(task.info.head)!;
-    return this.evalPlans.get(name, {
-      spec: this.spec,
-      dtype: this.dtype,
-      stem: this.stem,
-      pool: this.pool.weights,
-      slots: this.pool.slots,
-      patch: task.patch,
-      head,
-      order: this.order(name).hard(),
+    const depends = [this.stem, ...(this.stemNorm ? [this.stemNorm.weight, this.stemNorm.bias] : []), ...this.pool.parameters, ...task.patch.sites.flatMap((s) => Object.values(s.tensors())), task.logits, head.weight, head.bias];
+    const computation = mode === 'hard' ? `hard:${this.order(name).hard().join(',')}` : `soft:${tau}`;
+    const key = `${computation}|${depends.map((t) => t.handle).join(',')}|${versionSum(depends)}`;
+    return this.evalPlans.get(name, key, () => {
+      const stats: StatsSet = mode;
+      return {
+        spec: this.spec,
+        dtype: this.dtype,
+        stem: { weight: this.stem, norm: task.patch.stem.params([], stats, this.stemNorm) },
+        steps: this.#steps(task, mode, tau, stats),
+        slots: this.pool.slots,
+        head,
+      };
     });
   }
 
   /**
    * Class probabilities for raw images in [0, 1] (`[n, H, W, Cin]` row-major), normalised with
-   * the task's statistics; evaluation mode, no gradients.
+   * the task's statistics; evaluation mode, no gradients, under the model's `evalMode` unless told.
    */
-  predict(taskName: string, images: Float32Array, n: number, mode: OrderMode = 'hard'): { probabilities: Float32Array; classes: Int32Array } {
+  predict(taskName: string, images: Float32Array, n: number, mode: OrderMode = this.evalMode): { probabilities: Float32Array; classes: Int32Array } {
     const task = this.task(taskName);
     const { mean, std } = task.info.normalization;
     const C = this.spec.inputChannels;
@@ -301,7 +372,7 @@ export class CompNet {
     return noGrad(() =>
       tidy(() => {
         const x = tensor(norm, [n, S, S, C]).to(this.dtype);
-        const p = this.forward(taskName, x, { mode, tau: 1 }).softmax(1);
+        const p = this.forward(taskName, x, { mode, tau: task.tau }).softmax(1);
         const probabilities = p.toFloat32();
         const classes = Int32Array.from(p.argmax(1).data() as BigInt64Array, (v) => Number(v));
         return { probabilities, classes } as never;
@@ -311,9 +382,9 @@ export class CompNet {
 
   // ---- parameters --------------------------------------------------------------------------------
 
-  /** Stem and pool convolution weights: what tasks share. */
+  /** Stem and pool (and under `mixture` their batch norms' scales and biases): what tasks share. */
   sharedParameters(): Tensor[] {
-    return [this.stem, ...this.pool.weights];
+    return [this.stem, ...(this.stemNorm ? [this.stemNorm.weight, this.stemNorm.bias] : []), ...this.pool.parameters];
   }
 
   /** A task's own trainable tensors, by kind. */
@@ -326,7 +397,7 @@ export class CompNet {
   parameterCounts(): ParameterCounts {
     return parameterCounts(
       this.spec,
-      [...this.tasks.values()].map((t) => ({ name: t.info.name, classes: t.info.labels.length, head: t.info.head, inputSize: t.info.inputSize })),
+      [...this.tasks.values()].map((t) => ({ name: t.info.name, classes: t.info.labels.length, head: t.info.head, inputSize: t.info.inputSize, patch: t.patch.hasAffine })),
     );
   }
 
@@ -336,12 +407,18 @@ export class CompNet {
   }
 
   /**
-   * Every tensor of the network by part, with stable names: `shared` (stem and pool), one group
-   * per task (order logits and patch) and one per head. Used by saving and snapshots.
+   * Every tensor of the network by part, with stable names: `shared` (stem and pool, and under
+   * `mixture` their batch norms' `stem.bn.weight`, `pool.<slot>.bn.weight`, ...), one group per
+   * task (order logits and patch) and one per head. Used by saving and snapshots.
    */
   state(): { shared: Record<string, Tensor>; tasks: Record<string, Record<string, Tensor>>; heads: Record<string, Record<string, Tensor>> } {
     const shared: Record<string, Tensor> = { stem: this.stem };
+    if (this.stemNorm) Object.assign(shared, { 'stem.bn.weight': this.stemNorm.weight, 'stem.bn.bias': this.stemNorm.bias });
     this.pool.slots.forEach((s, i) => (shared[`pool.${s.name}`] = this.pool.weights[i]!));
+    this.pool.slots.forEach((s, i) => {
+      const a = this.pool.norms[i];
+      if (a) Object.assign(shared, { [`pool.${s.name}.bn.weight`]: a.weight, [`pool.${s.name}.bn.bias`]: a.bias });
+    });
     const names = this.pool.slots.map((s) => s.name);
     const tasks: Record<string, Record<string, Tensor>> = {};
     for (const [name, t] of this.tasks) tasks[name] = { order: t.logits, ...t.patch.tensors(names) };
@@ -355,7 +432,8 @@ export class CompNet {
     this.evalPlans.invalidate();
     for (const name of this.taskNames) this.removeTask(name);
     this.stem.dispose();
-    for (const w of this.pool.weights) w.dispose();
+    if (this.stemNorm) for (const t of [this.stemNorm.weight, this.stemNorm.bias]) t.dispose();
+    this.pool.dispose();
   }
 }
 

@@ -42,14 +42,17 @@ export class Order {
   }
 
   /**
-   * Initial logits. `random` and `random-onehot` use `rand` (uniform [0,1)) so that a seeded
-   * generator makes them reproducible.
+   * Initial logits. `random` (normal), `glorot` (uniform) and `random-onehot` use `rand`
+   * (uniform [0,1)) so that a seeded generator makes them reproducible.
    */
   static init(kind: OrderInit, steps: number, blocks: number, scale: number, rand: () => number): Order {
     const out = new Float64Array(steps * blocks);
     for (let l = 0; l < steps; l++) {
       if (kind === 'diagonal') out[l * blocks + (l % blocks)] = scale;
       else if (kind === 'random-onehot') out[l * blocks + Math.floor(rand() * blocks)] = scale;
+      else if (kind === 'glorot')
+        // Keras' glorot_uniform on a [1, N] logit row, as the authors initialise mixtures: U(±sqrt(6 / (1 + N))).
+        for (let b = 0; b < blocks; b++) out[l * blocks + b] = scale * Math.sqrt(6 / (1 + blocks)) * (2 * rand() - 1);
       else if (kind === 'random')
         for (let b = 0; b < blocks; b++) {
           // Box-Muller normal sample.

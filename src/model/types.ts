@@ -14,6 +14,13 @@ export type Activation = 'relu6' | 'hardswish';
  * step); `output` runs every block and mixes their outputs (cost of N blocks per step).
  */
 export type Mixing = 'weight' | 'output';
+/**
+ * The method (`../shared/METHOD.md`): `mixture` (the default, the authors' template mixing) keeps
+ * each batch norm's scale and bias inside the templates, mixes them with the convolutions, and
+ * evaluates the soft mixture itself; `hard` (version 1) gives every task its own batch-norm
+ * patch, trains straight-through hard orders, and evaluates the hard order.
+ */
+export type Method = 'mixture' | 'hard';
 
 /** The architecture of a compositional network: everything needed to rebuild it. */
 export interface ModelSpec {
@@ -34,7 +41,17 @@ export interface ModelSpec {
   block: BlockKind;
   activation: Activation;
   mixing: Mixing;
+  method: Method;
+  /**
+   * The stem: `conv3x3` (3x3 conv, stride `stemStride`, padding 1; the default) or `patchify`
+   * (the authors' `strided` adapter: a `stemStride` x `stemStride` conv with the same stride, no
+   * padding).
+   */
+  stem?: StemKind;
 }
+
+/** The stem convolution's kind (see `ModelSpec.stem`). */
+export type StemKind = 'conv3x3' | 'patchify';
 
 /** How the order is applied in a forward pass. */
 export type OrderMode =
@@ -74,11 +91,12 @@ export interface TaskInfo {
 }
 
 /** How order logits start. */
-export type OrderInit = 'uniform' | 'diagonal' | 'random-onehot' | 'random';
+export type OrderInit = 'uniform' | 'diagonal' | 'random-onehot' | 'random' | 'glorot';
 
 /** Parameter counts, split into what tasks share and what each task adds. */
 export interface ParameterCounts {
   shared: { stem: number; pool: number; total: number };
+  /** Per task: its mixture logits (`order`), its own batch-norm scales and biases (`patch`; 0 under `mixture` unless transfer added one) and its head. */
   tasks: Record<string, { order: number; patch: number; head: number; total: number }>;
   /** Heads shared between several tasks are counted once here (and not in `tasks`). */
   sharedHeads: Record<string, number>;

@@ -153,6 +153,7 @@ export function objectiveLoss(objective: 'infomax' | 'entropy', logits: Tensor):
  * mean prediction is taken over the whole set, not per batch. Labels are not read.
  */
 export function objectiveValue(net: CompNet, task: string, ds: Dataset, o: { mode?: OrderMode; tau?: number; batchSize?: number } = {}): ObjectiveValue {
+  // Under the model's evaluation mode unless told.
   const K = net.head(task).labels.length;
   const psum = new Float64Array(K);
   let hsum = 0;
@@ -160,7 +161,7 @@ export function objectiveValue(net: CompNet, task: string, ds: Dataset, o: { mod
     for (const b of batches(ds, o.batchSize ?? 256, null, { shuffle: false })) {
       tidy(() => {
         const x = tensor(b.images, [b.n, ds.size, ds.size, ds.channels]).to(net.dtype);
-        const logits = net.forward(task, x, { mode: o.mode ?? 'hard', tau: o.tau ?? 1 });
+        const logits = net.forward(task, x, { mode: o.mode ?? net.evalMode, tau: o.tau ?? 1 });
         hsum += rowEntropy(logits).sum().item();
         const p = logits.softmax(1).sum([0]).toFloat32();
         for (let k = 0; k < K; k++) psum[k]! += p[k]!;
@@ -275,7 +276,8 @@ export async function adaptTarget(net: CompNet, data: TaskSplits, o: AdaptOption
       recalibrate(net, name, d.train, { mode: 'soft', tau, maxBatches: batches, seed });
       recalibrate(net, name, d.train, { mode: 'hard', maxBatches: batches, seed });
     };
-    const onVal = () => objectiveValue(net, name, d.val, { mode: 'hard' });
+    const mode = net.evalMode;
+    const onVal = () => objectiveValue(net, name, d.val, { mode, tau: t.tau });
 
     // Start: the mean of all sources, or the best candidate.
     let initialisedFrom = blendName(sources, sources.length);
@@ -286,9 +288,9 @@ export async function adaptTarget(net: CompNet, data: TaskSplits, o: AdaptOption
       let best: { set: string[]; value: number } | undefined;
       for (const set of candidateSets(sources)) {
         apply(set);
-        recalibrate(net, name, d.train, { mode: 'hard', maxBatches: recal.epoch, seed });
+        recalibrate(net, name, d.train, { mode, tau: t.tau, maxBatches: recal.epoch, seed });
         const value = onVal();
-        const accuracy = withLabels && d.test ? evaluate(net, name, d.test, { mode: 'hard' }).accuracy : undefined;
+        const accuracy = withLabels && d.test ? evaluate(net, name, d.test, { mode, tau: t.tau }).accuracy : undefined;
         candidates.push({ name: blendName(set, sources.length), sources: set, order: net.order(name).toString(), value, ...(accuracy !== undefined ? { accuracy } : {}) });
         if (!best || value.infomax < best.value) best = { set, value: value.infomax };
       }

@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import type { Config, TaskConfig } from '../data/config.js';
+import { specOf, type Config, type TaskConfig } from '../data/config.js';
 import { loadTaskData, type TaskData } from '../data/load.js';
 import { CompNet } from '../model/network.js';
 import type { ModelSpec } from '../model/types.js';
@@ -38,19 +38,7 @@ export function loadRecordedData(r: TaskDataRecord): TaskData {
 }
 
 export function specFromConfig(c: Config): ModelSpec {
-  const m = c.model;
-  return {
-    inputChannels: m.inputChannels,
-    channels: m.channels,
-    blocks: m.blocks,
-    steps: m.steps,
-    expansion: m.expansion,
-    kernel: m.kernel,
-    stemStride: m.stemStride,
-    block: m.block,
-    activation: m.activation,
-    mixing: m.mixing,
-  };
+  return specOf(c.model);
 }
 
 export interface TrainFromConfigOptions {

@@ -65,7 +65,7 @@ export interface LoopSpec {
   settings: LoopSettings;
   reporter?: Reporter;
   loss?: TaskLoss;
-  /** Validation score of an epoch (higher is better; default: mean hard-order accuracy). */
+  /** Validation score of an epoch (higher is better; default: mean accuracy under the model's `evalMode`). */
   score?: (perTask: Record<string, { valSoft: number; valHard: number }>) => number;
   /** Called after every epoch (checkpointing); `isBest` when this epoch is the best so far. */
   onEpoch?: (state: LoopState, isBest: boolean) => void;
@@ -148,7 +148,8 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
   if (spec.resume?.optimizerState) opt.loadState(spec.resume.optimizerState);
   state.optimizer = () => opt.state();
   const recal = s.recalibrationBatches ?? { epoch: 10, final: 50 };
-  const score = spec.score ?? ((r) => Object.values(r).reduce((a, v) => a + v.valHard, 0) / Object.keys(r).length);
+  const soft = net.evalMode === 'soft';
+  const score = spec.score ?? ((r) => Object.values(r).reduce((a, v) => a + (soft ? v.valSoft : v.valHard), 0) / Object.keys(r).length);
   const lossFn: TaskLoss = spec.loss ?? ((_t, logits, b) => crossEntropy(logits, labelTensor(b.labels)));
   let best: Snapshot | undefined = spec.resume?.best ? new Snapshot(spec.resume.best) : undefined;
   reporter.begin({ epochs: s.epochs, stepsPerEpoch, tasks: spec.tasks, startEpoch: state.epoch + 1 });
@@ -174,6 +175,11 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
             const logits = net.forward(task, x, { mode, tau, training: true });
             let loss = lossFn(task, logits, b).mul(s.taskWeights?.[task] ?? 1);
             const value = loss.item();
+            if (!Number.isFinite(value))
+              throw new Error(
+                `training diverged: task '${task}' has loss ${value} at epoch ${epoch}, step ${step}; nothing was saved over the last good checkpoint. ` +
+                  `Lower train.lr (now ${spec.groups.map((g) => `${g.name} ${g.lr}`).join(', ')})${s.entropyWeight ? ` or train.entropyWeight (now ${s.entropyWeight})` : ''}, or check the task's images`,
+              );
             if (s.entropyWeight !== 0) {
               const A = net.task(task).logits;
               loss = loss.add(rowEntropyFromLogits(A.div(tau), 1).mean().mul(s.entropyWeight));

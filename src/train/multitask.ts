@@ -1,7 +1,9 @@
 /**
- * Multi-task training (`compnet train`): stem, pool and every task's order, patch and head are
- * trained jointly. Order logits get their own optimizer group (higher learning rate, no weight
- * decay), so orders can move as fast as the blocks adapt to them.
+ * Multi-task training (`compnet train`): stem, pool and every task's mixture, patch (if it has
+ * one) and head are trained jointly, every step one batch of every task with the losses summed.
+ * The mixture logits are in their own optimizer group without weight decay; under `mixture` its
+ * learning rate is the weights' (the authors' one optimiser), under `hard` higher (`orderLr`), so
+ * hard orders can move as fast as the blocks adapt to them.
  */
 import type { CompNet } from '../model/network.js';
 import { runLoop, type LoopResult, type LoopSettings, type LoopSpec, type TaskSplits } from './loop.js';

@@ -1,20 +1,26 @@
 /**
  * Transfer (`compnet transfer`): learn a new task over a frozen stem and pool. What is trained is
- * chosen by name — `order`, `patch`, `head`, or `all` (full fine-tune of a copy of the pool, the
- * baseline that costs a whole network per task). Everything else stays bit-identical.
+ * chosen by name — `mixture` (its `L*N` logits; `order` is the same part's older name), `patch`
+ * (the task's own batch-norm scales and biases; under `mixture` a model patch on top of the mixed
+ * ones), `head`, or `all` (full fine-tune of a copy of the pool, the baseline that costs a whole
+ * network per task). Everything else stays bit-identical.
  *
- * A new order is initialised by selection (default): each existing task's order (and a random
- * one) is tried with a short head-only fit on the new task, and the best on held-out data is
- * kept; its patch is copied too, since the blocks were trained together with it.
+ * The new task starts from the most similar existing task, chosen by a cheap proxy (`init:
+ * 'select'`, the default): each existing task's mixture (and a random one) is tried with a short
+ * head-only fit on the new task, and the best on held-out data is kept. Its batch-norm state is
+ * copied too, since the templates were trained together with it; under `mixture`, as in the
+ * authors' code, its head is copied as well when the label counts agree (a task that trains no
+ * head needs that).
  *
- * With `order` in `train`, the order is learned by gradient (straight-through, the default) or,
- * with `orderLearning: 'search'`, by a greedy search: every single-step block swap of the current
- * order is scored like a selection candidate, the best improvement is kept, and sweeps repeat
- * until none improves; the head (and patch) then train on the order found.
+ * With `mixture` in `train`, the mixture is learned by gradient (the default: soft under
+ * `mixture`, straight-through under `hard`) or, with `orderLearning: 'search'`, by a greedy
+ * search: every single-step block swap of the current hard order is scored like a selection
+ * candidate, the best improvement is kept, and sweeps repeat until none improves; the head (and
+ * patch) then train on the order found.
  */
 import type { CompNet, TaskState } from '../model/network.js';
 import { Order } from '../model/order.js';
-import type { Tensor } from '../torch/index.js';
+import { noGrad, type Tensor } from '../torch/index.js';
 import type { TaskInfo } from '../model/types.js';
 import { Rng } from '../data/rng.js';
 import { runLoop, type LoopResult, type LoopSpec, type TaskSplits } from './loop.js';
@@ -22,7 +28,8 @@ import type { MultitaskSettings } from './multitask.js';
 import { evaluate, recalibrate, taskMetrics, type TaskMetrics } from './evaluate.js';
 import { silentReporter } from './progress.js';
 
-export type TrainPart = 'order' | 'patch' | 'head' | 'all';
+/** A part of a new task that transfer trains; `order` is `mixture`'s older name, accepted as an alias. */
+export type TrainPart = 'mixture' | 'order' | 'patch' | 'head' | 'all';
 
 /** How the new task's order starts: picked among existing tasks' orders (`select`), copied from a named task, or fresh. */
 export type TransferInit = 'select' | 'random' | { from: string };
@@ -69,28 +76,36 @@ export interface TransferResult {
    */
   init: Exclude<TransferInit, 'select'>;
   candidates: Record<string, number>;
+  /** The task whose head the new task's head was copied from (under `mixture`, when the label counts agree). */
+  headFrom?: string;
   /** With `orderLearning: 'search'`: the orders kept, from the initial one (1-based, with validation accuracy), and how many were scored. */
   search?: { path: { order: string; accuracy: number }[]; scored: number };
 }
 
-/** Parses `order,head[,patch]` or `all`. */
+/** The parts with `order` written as `mixture`, each once, in a fixed order. */
+function canonicalParts(parts: readonly TrainPart[]): TrainPart[] {
+  const named = new Set(parts.map((p) => (p === 'order' ? 'mixture' : p)));
+  return (['mixture', 'patch', 'head', 'all'] as const).filter((p) => named.has(p));
+}
+
+/** Parses `mixture,head`, `mixture,patch,head`, `head`, `all`, ... (`order` is accepted for `mixture`). */
 export function parseTrainParts(text: string): TrainPart[] {
   const parts = text.split(',').map((s) => s.trim()).filter(Boolean);
-  const known: TrainPart[] = ['order', 'patch', 'head', 'all'];
-  for (const p of parts) if (!known.includes(p as TrainPart)) throw new Error(`--train: unknown part '${p}' (expected a comma-separated list of order, patch, head, or all)`);
+  const known: TrainPart[] = ['mixture', 'order', 'patch', 'head', 'all'];
+  for (const p of parts) if (!known.includes(p as TrainPart)) throw new Error(`--train: unknown part '${p}' (expected a comma-separated list of mixture, patch, head, or all)`);
+  if (parts.length === 0) throw new Error(`--train: name at least one part (mixture, patch, head, or all)`);
   if (parts.includes('all') && parts.length > 1) throw new Error(`--train: 'all' cannot be combined with other parts`);
-  if (!parts.includes('head') && !parts.includes('all')) throw new Error(`--train: a new task always trains its head (add 'head')`);
-  return parts as TrainPart[];
+  return canonicalParts(parts as TrainPart[]);
 }
 
 /** The tensors each part names, for a task. */
 function partTensors(net: CompNet, task: string, parts: TrainPart[]): { name: string; params: Tensor[] }[] {
   const tp = net.taskParameters(task);
   const out: { name: string; params: Tensor[] }[] = [];
-  if (parts.includes('all')) out.push({ name: 'stem+pool', params: net.sharedParameters() }, { name: 'patch', params: tp.patch }, { name: 'order', params: tp.order });
+  if (parts.includes('all')) out.push({ name: 'stem+pool', params: net.sharedParameters() }, ...(tp.patch.length ? [{ name: 'patch', params: tp.patch }] : []), { name: 'order', params: tp.order });
   if (parts.includes('patch')) out.push({ name: 'patch', params: tp.patch });
-  if (parts.includes('order')) out.push({ name: 'order', params: tp.order });
-  out.push({ name: 'head', params: tp.head });
+  if (parts.includes('mixture')) out.push({ name: 'order', params: tp.order });
+  if (parts.includes('head') || parts.includes('all')) out.push({ name: 'head', params: tp.head });
   return out;
 }
 
@@ -130,8 +145,9 @@ async function scoreOrder(net: CompNet, o: TransferOptions, data: TaskSplits, or
   await frozenExcept(net, net.taskParameters(probe).head, () =>
     runLoop(net, { tasks: [probe], data: d, groups: [{ name: 'head', params: net.taskParameters(probe).head, lr: o.settings.lr * 5, weightDecay: 0 }], settings, reporter: silentReporter }),
   );
-  recalibrate(net, probe, data.train, { mode: 'hard', maxBatches: 5, seed: o.settings.seed });
-  const accuracy = evaluate(net, probe, data.val, { mode: 'hard' }).accuracy;
+  const mode = net.evalMode;
+  recalibrate(net, probe, data.train, { mode, maxBatches: 5, seed: o.settings.seed });
+  const accuracy = evaluate(net, probe, data.val, { mode }).accuracy;
   net.removeTask(probe);
   return accuracy;
 }
@@ -176,7 +192,8 @@ async function searchOrder(net: CompNet, o: TransferOptions, data: TaskSplits, s
 }
 
 /** Learns a new task over the frozen pool (or, with `all`, over a copy of it). */
-export async function transferTask(base: CompNet, data: TaskSplits, o: TransferOptions): Promise<TransferResult> {
+export async function transferTask(base: CompNet, data: TaskSplits, given: TransferOptions): Promise<TransferResult> {
+  const o: TransferOptions = { ...given, train: canonicalParts(given.train) };
   if (base.tasks.has(o.task.name)) throw new Error(`task '${o.task.name}' already exists in this model`);
   const init = o.init ?? 'select';
   let from: string | undefined;
@@ -189,18 +206,33 @@ export async function transferTask(base: CompNet, data: TaskSplits, o: TransferO
     base.task(init.from);
     from = init.from;
   }
+  // Under `mixture` the source's head comes with its mixture, where the label counts agree.
+  const headFrom = from && base.spec.method === 'mixture' && base.head(from).labels.length === o.task.labels.length ? from : undefined;
+  if (!o.train.includes('head') && !o.train.includes('all') && !headFrom)
+    throw new Error(
+      `transfer: '${o.task.name}' trains no head, so it needs a source task's head with its ${o.task.labels.length} classes to copy` +
+        (from ? `; the chosen source '${from}' has ${base.head(from).labels.length}` : '; no source task was chosen') +
+        ` (add 'head' to the parts)`,
+    );
   const full = o.train.includes('all');
   const net = full ? base.copyShared() : base;
   addFresh(net, o.task, from ? base.order(from) : undefined, o.settings.seed);
   const initialOrder = net.order(o.task.name); // a value: later changes to the task do not touch it
   let search: TransferResult['search'];
-  if (o.train.includes('order') && o.orderLearning === 'search') {
+  if (o.train.includes('mixture') && o.orderLearning === 'search') {
     // The search scores probe tasks on `base`, whose pool is the frozen one being transferred onto.
     const found = await searchOrder(base, o, data, initialOrder.hard(), from, o.searchSweeps ?? 2);
     net.setOrder(o.task.name, Order.fromSequence(found.order, net.spec.blocks));
     search = { path: found.path, scored: found.scored };
   }
-  if (from) net.task(o.task.name).patch.copyFrom(base.task(from).patch);
+  const patch = net.task(o.task.name).patch;
+  if (o.train.includes('patch')) patch.enableAffine();
+  if (from) patch.copyFrom(base.task(from).patch);
+  if (headFrom) noGrad(() => {
+    const [src, dst] = [base.head(headFrom), net.head(o.task.name)];
+    dst.weight.assign(src.weight);
+    dst.bias.assign(src.bias);
+  });
   const parts = partTensors(net, o.task.name, o.train);
   // A searched order is trained no further: its logits are counted as learned, not given to the optimizer.
   const groups = parts
@@ -222,5 +254,5 @@ export async function transferTask(base: CompNet, data: TaskSplits, o: TransferO
   net.task(o.task.name).tau = loop.tau;
   // "Steps moved" counts from the order the task started with, before any search.
   const metrics = data.test ? taskMetrics(net, o.task.name, data.test, initialOrder) : undefined;
-  return { net, loop, metrics, trainable, initialisedFrom: from ? `task:${from}` : 'random', init: from ? { from } : 'random', candidates, search };
+  return { net, loop, metrics, trainable, initialisedFrom: from ? `task:${from}` : 'random', init: from ? { from } : 'random', candidates, search, ...(headFrom ? { headFrom } : {}) };
 }
