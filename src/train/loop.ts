@@ -67,6 +67,11 @@ export interface LoopSpec {
   loss?: TaskLoss;
   /** Validation score of an epoch (higher is better; default: mean accuracy under the model's `evalMode`). */
   score?: (perTask: Record<string, { valSoft: number; valHard: number }>) => number;
+  /**
+   * Called after every optimizer step, with the step's place and learning-rate multiplier (joint
+   * adaptation updates the target's mixture here, between two source steps).
+   */
+  afterStep?: (s: { epoch: number; step: number; lrScale: number }) => void;
   /** Called after every epoch (checkpointing); `isBest` when this epoch is the best so far. */
   onEpoch?: (state: LoopState, isBest: boolean) => void;
   /**
@@ -190,6 +195,7 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
         });
         opt.step();
         opt.zeroGrad();
+        spec.afterStep?.({ epoch, step, lrScale: decay });
         lossSum += stepLoss;
         reporter.step({ epoch, step, stepsPerEpoch, loss: lossSum / step, tau });
         await yieldToEventLoop(); // lets the progress bar draw and signals arrive
