@@ -44,7 +44,10 @@ const short = (entry) => entry.replace(/^src\//, '').replace(/\/$/, '');
 
 const upward = LAYERS.slice(0, -1).map((rank, i) => ({
   name: `layer-${rank.map(short).join('+')}`,
-  comment: `${rank.join(' and ')} may import only ${LAYERS.slice(0, i + 1).flat().join(', ')}; ${LAYERS.slice(i + 1).flat().join(', ')} come after it.`,
+  comment:
+    i === 0
+      ? `${rank.join(' and ')} imports no other compnet file`
+      : `${rank.join(' and ')} may import only ${rank.length > 1 ? 'each other' : 'itself'} and ${LAYERS.slice(0, i).flat().join(', ')}`,
   severity: 'error',
   from: { path: anyOf(rank) },
   to: { path: anyOf(LAYERS.slice(i + 1).flat()) },
