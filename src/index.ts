@@ -34,6 +34,8 @@ export { consoleReporter, silentReporter, type Reporter } from './train/progress
 export { summary, parameterTable, flopTable } from './report/summary.js';
 export { accuracyTable } from './report/accuracy.js';
 export { table, type Cell, type Align } from './report/table.js';
+// The two below live in src/cli today (the inspection report is to move to src/report); the
+// barrel sits above every layer, so it may re-export them, and their users need not know where.
 /** The configuration `compnet demo` trains (three built-in tasks over one pool), for scripts that reproduce the demo. */
 export { demoConfig } from './cli/demoConfig.js';
 /** Load a saved model's orders and history, and write the inspection report (text, SVG/PNG pictures, HTML) that `compnet inspect` writes. */
