@@ -23,13 +23,16 @@
  * Run it through `npm run bench` (bench/run.ts), which preloads jemalloc and alternates it with the
  * PyTorch reference; running it directly is for debugging.
  */
-import { CompNet } from '../src/model/network.js';
-import { Order } from '../src/model/order.js';
-import type { ModelSpec, OrderMode } from '../src/model/types.js';
-import {
-  Tensor,
+import { CompNet, Order, Rng, batches, torch, type Dataset, type ModelSpec, type OrderMode } from '../src/index.js';
+import { native } from '../src/torch/native.js';
+import { REFERENCE as R, summarize, procStatusBytes, jemallocLoaded, parseArgs, intArg } from './common.js';
+
+// The tensor layer through the public API's `torch` namespace, under the short names used below.
+type Tensor = torch.Tensor;
+type Optimizer = torch.Optimizer;
+const {
   tensor,
-  labels as labelTensor,
+  labels: labelTensor,
   tidy,
   noGrad,
   keep,
@@ -48,11 +51,7 @@ import {
   stack,
   ones,
   zeros,
-} from '../src/torch/index.js';
-import { native } from '../src/torch/native.js';
-import { batches, type Dataset } from '../src/data/dataset.js';
-import { Rng } from '../src/data/rng.js';
-import { REFERENCE as R, summarize, procStatusBytes, jemallocLoaded, parseArgs, intArg } from './common.js';
+} = torch;
 
 const args = parseArgs(process.argv.slice(2));
 const part = args.get('part') ?? 'reference';

@@ -36,12 +36,27 @@
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CompNet, trainMultitask, evaluate, trainDefaults, type MultitaskSettings, type ModelSpec, type TaskData, type Dataset, torch } from '../src/index.js';
-import { adaptTarget, objectiveValue, type AdaptOptions, type AdaptResult } from '../src/train/adapt.js';
-import { readIdxPair } from '../src/data/idx.js';
-import { readImageFile, pickImages, type ImageBatch } from '../src/data/images.js';
-import { Rng } from '../src/data/rng.js';
-import { table } from '../src/report/table.js';
+import {
+  CompNet,
+  trainMultitask,
+  evaluate,
+  trainDefaults,
+  type MultitaskSettings,
+  type ModelSpec,
+  type TaskData,
+  type Dataset,
+  torch,
+  adaptTarget,
+  objectiveValue,
+  type AdaptOptions,
+  type AdaptResult,
+  readIdxPair,
+  readImageFile,
+  pickImages,
+  type ImageBatch,
+  Rng,
+  table,
+} from '../src/index.js';
 import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, startRun, log, type RunRecord } from './lib.js';
 import { CACHE as EXPERIMENT_CACHE, SHARED, IDX, cached, cachedFiles, entryWith, loadIdxTask, range, requireShared, untar, writePair, type IdxFiles } from './data.js';
 

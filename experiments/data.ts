@@ -7,10 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig, loadTaskData, type TaskData } from '../src/index.js';
-import { writeIdx } from '../src/data/idx.js';
-import { readImageFolder, type ImageBatch, type RawImage } from '../src/data/images.js';
-import { ensureDir, writeFileAtomic } from '../src/io/atomic.js';
+import { parseConfig, loadTaskData, type TaskData, writeIdx, readImageFolder, type ImageBatch, type RawImage, ensureDir, writeFileAtomic } from '../src/index.js';
 import { log } from './lib.js';
 
 /** `../shared/data` (or `$COMPNET_SHARED_DATA`). */
@@ -75,7 +72,7 @@ export function untar(archive: string, dir: string): void {
 }
 
 /** Equal-sized decoded images as one batch. */
-export function toBatch(images: RawImage[]): ImageBatch {
+function toBatch(images: RawImage[]): ImageBatch {
   const { height, width, channels } = images[0]!;
   const size = height * width * channels;
   const data = new Uint8Array(images.length * size);

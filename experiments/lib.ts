@@ -3,8 +3,7 @@ import { execSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { ensureDir, writeFileAtomic } from '../src/io/atomic.js';
-import { LIBRARY_VERSION } from '../src/index.js';
+import { ensureDir, writeFileAtomic, LIBRARY_VERSION } from '../src/index.js';
 
 export interface ExperimentArgs {
   quick: boolean;

@@ -20,15 +20,15 @@ import {
   transferTask,
   type TrainPart,
   type TransferInit,
+  Rng,
+  table,
 } from '../src/index.js';
-import { Rng } from '../src/data/rng.js';
-import { table } from '../src/report/table.js';
 import { experimentCommand, resultsHeader, parseArgs, pm, mean, machine, writeResults, startRun, log, type RunRecord } from './lib.js';
+import { FMNIST } from './data.js';
 
 /** These experiments measure the `hard` method (version 1), with its training defaults. */
 const HARD_TRAIN = trainDefaults('hard');
 
-const FMNIST = '/usr/share/datasets/fashion-mnist';
 const CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 
 const MODES: { name: string; parts: TrainPart[] | 'scratch'; search?: boolean }[] = [

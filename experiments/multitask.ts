@@ -15,9 +15,7 @@
  * `results/multitask-<train>x<epochs>.md`).
  */
 import { pathToFileURL } from 'node:url';
-import { CompNet, Order, trainMultitask, trainDefaults, type MultitaskSettings, type ModelSpec, type TaskData, torch } from '../src/index.js';
-import { table } from '../src/report/table.js';
-import { Rng } from '../src/data/rng.js';
+import { CompNet, Order, trainMultitask, trainDefaults, type MultitaskSettings, type ModelSpec, type TaskData, torch, table, Rng } from '../src/index.js';
 import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, startRun, log, type RunRecord } from './lib.js';
 import { IDX, cifar10, loadIdxTask, type IdxFiles } from './data.js';
 

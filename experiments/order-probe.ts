@@ -10,8 +10,7 @@
  * order learning rate, `st` fraction of training after which selection is straight-through,
  * `taus`/`taumin` temperature start/end, `anneal`, `ent` entropy weight. Example: `n=4 n=7 init=perm taus=0.2,taumin=0.2`.
  */
-import { CompNet, Order, trainMultitask, trainDefaults, torch } from '../src/index.js';
-import { Rng } from '../src/data/rng.js';
+import { CompNet, Order, trainMultitask, trainDefaults, torch, Rng } from '../src/index.js';
 import { TASKS, e2Spec, loadE2Tasks } from './multitask.js';
 
 /** These experiments measure the `hard` method (version 1), with its training defaults. */

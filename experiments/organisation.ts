@@ -9,10 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { trainFromConfig } from '../src/train/fromConfig.js';
-import { demoConfig } from '../src/cli/demoConfig.js';
-import { inspectModel, writeInspectReport } from '../src/cli/inspectCommand.js';
-import { table } from '../src/report/table.js';
+import { trainFromConfig, demoConfig, inspectModel, writeInspectReport, table } from '../src/index.js';
 import { parseArgs, mean, std, machine, writeResults, log } from './lib.js';
 
 const FAMILY: Record<string, string> = { mnist: 'digits', usps: 'digits', fashion: 'clothing' };

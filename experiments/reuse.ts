@@ -17,9 +17,7 @@
  * either writes `results/reuse-<train>x<epochs>.md`, so runs at other budgets sit side by side.
  */
 import { pathToFileURL } from 'node:url';
-import { CompNet, Order, trainMultitask, trainDefaults, type MultitaskSettings, type ModelSpec, type TaskData, torch } from '../src/index.js';
-import { table } from '../src/report/table.js';
-import { Rng } from '../src/data/rng.js';
+import { CompNet, Order, trainMultitask, trainDefaults, type MultitaskSettings, type ModelSpec, type TaskData, torch, table, Rng } from '../src/index.js';
 import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, std, machine, writeResults, startRun, log, type RunRecord } from './lib.js';
 import { cifar10, loadIdxTask } from './data.js';
 

@@ -19,10 +19,23 @@
  */
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CompNet, trainMultitask, transferTask, takePerClass, trainDefaults, type MultitaskSettings, type ModelSpec, type TaskData, type TrainPart, type TransferInit, type Dataset, torch } from '../src/index.js';
-import { subset } from '../src/data/dataset.js';
-import { Rng } from '../src/data/rng.js';
-import { table } from '../src/report/table.js';
+import {
+  CompNet,
+  trainMultitask,
+  transferTask,
+  takePerClass,
+  trainDefaults,
+  type MultitaskSettings,
+  type ModelSpec,
+  type TaskData,
+  type TrainPart,
+  type TransferInit,
+  type Dataset,
+  torch,
+  subset,
+  Rng,
+  table,
+} from '../src/index.js';
 import { experimentCommand, resultsHeader, parseArgs, intFlag, budget, pm, mean, machine, writeResults, startRun, log, type RunRecord } from './lib.js';
 import { IDX, cifar10, loadIdxTask, loadTask, omniglotSmall1 } from './data.js';
 

@@ -140,7 +140,7 @@ export function splitDataset(ds: Dataset, spec: SplitSpec, seed: number): Datase
 }
 
 /** Indices of `k` seeded-random examples of every label present in 0..numClasses-1; throws naming a class with fewer than k. */
-export function perClassIndices(labels: Int32Array, classNames: string[], k: number, seed: number): Int32Array {
+function perClassIndices(labels: Int32Array, classNames: string[], k: number, seed: number): Int32Array {
   if (!Number.isInteger(k) || k <= 0) throw new Error(`takePerClass: k must be a positive integer, got ${k}`);
   const byClass: number[][] = classNames.map(() => []);
   for (let i = 0; i < labels.length; i++) byClass[labels[i]].push(i);

@@ -28,7 +28,7 @@ const TYPES: { code: number; name: string; bytes: number; array: { new (n: numbe
 ];
 
 /** True when `buf` starts with the gzip magic bytes, so callers need not trust the file extension. */
-export function isGzip(buf: Uint8Array): boolean {
+function isGzip(buf: Uint8Array): boolean {
   return buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b;
 }
 
@@ -80,7 +80,7 @@ export function readIdx(path: string): IdxArray {
 }
 
 /** Encode an array as IDX bytes; the element type follows the typed array's class. */
-export function encodeIdx(shape: number[], data: IdxData): Buffer {
+function encodeIdx(shape: number[], data: IdxData): Buffer {
   const type = TYPES.find((t) => data instanceof t.array);
   if (!type) throw new Error(`encodeIdx: unsupported array type ${(data as object).constructor.name}`);
   if (shape.length > 255 || !shape.every((d) => Number.isInteger(d) && d >= 0 && d <= 0xffffffff)) {

@@ -59,7 +59,7 @@ function pick(set: LabelledImages, idx: ArrayLike<number>): LabelledImages {
  * Load a source's raw train and test sets, resolving relative paths against
  * `configDir`. Test labels are expressed in the train set's class indexing.
  */
-export function loadSource(source: DataSource, configDir: string, seed: number): { train: LabelledImages; test: LabelledImages } {
+function loadSource(source: DataSource, configDir: string, seed: number): { train: LabelledImages; test: LabelledImages } {
   const at = (p: string) => resolve(configDir, p);
   if ('builtin' in source) return { train: readBuiltin(source.builtin, 'train'), test: readBuiltin(source.builtin, 'test') };
   if (source.format === 'idx') {

@@ -1,11 +1,11 @@
 /** Tensors to and from safetensors files (and bytes), the container other tools read too. */
 import { Tensor, tensor, keep, type TypedArray } from '../torch/index.js';
-import { decodeSafetensors, encodeSafetensors, loadSafetensors, saveSafetensors, type NamedArray, type STDtype } from './safetensors.js';
+import { encodeSafetensors, loadSafetensors, saveSafetensors, type NamedArray, type STDtype } from './safetensors.js';
 
 const DT: Record<string, STDtype> = { float32: 'F32', float64: 'F64', int64: 'I64', int32: 'I32', uint8: 'U8', bool: 'BOOL' };
 
 /** Copies tensors out into safetensors' named arrays. */
-export function toNamedArrays(ts: Record<string, Tensor>): Record<string, NamedArray> {
+function toNamedArrays(ts: Record<string, Tensor>): Record<string, NamedArray> {
   const out: Record<string, NamedArray> = {};
   for (const [k, t] of Object.entries(ts)) {
     const dtype = DT[t.dtype];
@@ -23,10 +23,6 @@ export function fromNamedArrays(arrays: Record<string, NamedArray>): Record<stri
 }
 
 export const encodeTensors = (ts: Record<string, Tensor>, metadata?: Record<string, string>): Buffer => encodeSafetensors(toNamedArrays(ts), metadata);
-export const decodeTensors = (buf: Buffer, source: string) => {
-  const { tensors, metadata } = decodeSafetensors(buf, source);
-  return { tensors: fromNamedArrays(tensors), metadata };
-};
 
 /** Saves tensors to a safetensors file (atomically). */
 export function saveTensors(path: string, ts: Record<string, Tensor>, metadata?: Record<string, string>): void {

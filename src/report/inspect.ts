@@ -164,7 +164,7 @@ export function shade(v: number): [number, number, number] {
 export const isLight = ([r, g, b]: [number, number, number]) => 0.299 * r + 0.587 * g + 0.114 * b > 140;
 
 /** Categorical colours for blocks and tasks (Tableau 10). */
-export const CATEGORICAL = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
+const CATEGORICAL = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
 export const categorical = (i: number) => CATEGORICAL[i % CATEGORICAL.length]!;
 
 // ---- terminal text ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ type Attrs = Record<string, string | number | undefined>;
 const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** One element: `el('rect', {x: 1}, ...children)`; attribute values and text are escaped by `text()`/here. */
-export function el(tag: string, attrs: Attrs = {}, ...children: string[]): string {
+function el(tag: string, attrs: Attrs = {}, ...children: string[]): string {
   const a = Object.entries(attrs)
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => ` ${k}="${escape(typeof v === 'number' ? String(Math.round(v * 100) / 100) : v!)}"`)
@@ -30,7 +30,7 @@ const rgb = (c: [number, number, number]) => `rgb(${c.join(',')})`;
 const textWidth = (s: string, size: number) => s.length * size * 0.62;
 
 /** A standalone SVG document holding `p` (white background, one font for SVG and PNG alike). */
-export function svgDocument(p: Panel, pad = 10): string {
+function svgDocument(p: Panel, pad = 10): string {
   const w = Math.ceil(p.w + 2 * pad);
   const h = Math.ceil(p.h + 2 * pad);
   return `<?xml version="1.0" encoding="UTF-8"?>\n${el(
@@ -42,7 +42,7 @@ export function svgDocument(p: Panel, pad = 10): string {
 }
 
 /** Panels side by side, wrapping after `columns`. */
-export function grid(panels: Panel[], columns: number, gap = 24): Panel {
+function grid(panels: Panel[], columns: number, gap = 24): Panel {
   const rows: Panel[][] = [];
   for (let i = 0; i < panels.length; i += columns) rows.push(panels.slice(i, i + columns));
   let y = 0;
@@ -94,7 +94,7 @@ function matrix(values: number[][], rowLabels: string[], colLabels: string[], o:
 }
 
 /** One task's `[L, N]` mixing weights, with its hard choices outlined and per-step entropy. */
-export function heatmapPanel(t: TaskInspection): Panel {
+function heatmapPanel(t: TaskInspection): Panel {
   const L = t.weights.length;
   const N = t.weights[0]!.length;
   const cell = 34;
