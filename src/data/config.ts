@@ -51,7 +51,7 @@ export const METHOD_TRAIN_DEFAULTS = {
 } as const satisfies Record<Method, unknown>;
 
 /** Default per-task data options. */
-export const DEFAULT_TASK = {
+const DEFAULT_TASK = {
   fit: 'resize',
   validation: 0.1,
   normalize: true,
@@ -60,7 +60,7 @@ export const DEFAULT_TASK = {
 } as const;
 
 /** Default top-level seed (drives data splits and subsets). */
-export const DEFAULT_SEED = 0;
+const DEFAULT_SEED = 0;
 
 const posInt = z.int().min(1);
 const path = z.string().min(1);
@@ -83,10 +83,10 @@ export const ModelSchema = z.strictObject({
 });
 
 /** `{ "builtin": "mnist" }`: one of the small datasets shipped with the repo. */
-export const BuiltinSourceSchema = z.strictObject({ builtin: z.enum(BUILTIN_DATASETS) });
+const BuiltinSourceSchema = z.strictObject({ builtin: z.enum(BUILTIN_DATASETS) });
 
 /** IDX image/label file pairs (MNIST layout); paths relative to the config file. */
-export const IdxSourceSchema = z.strictObject({
+const IdxSourceSchema = z.strictObject({
   format: z.literal('idx'),
   trainImages: path,
   trainLabels: path,
@@ -95,7 +95,7 @@ export const IdxSourceSchema = z.strictObject({
 });
 
 /** Image folders with one sub-folder per class; without `test`, `testFraction` of `train` is held out as test set. */
-export const FolderSourceSchema = z.strictObject({
+const FolderSourceSchema = z.strictObject({
   format: z.literal('folder'),
   train: path,
   test: path.optional(),
@@ -112,7 +112,7 @@ export type DataSource = BuiltinSource | IdxSource | FolderSource;
  * A data source, dispatched on its key (`builtin`) or `format` value so errors
  * come from the one schema the user meant, not a wall of union alternatives.
  */
-export const DataSourceSchema = z.unknown().transform((v, ctx): DataSource => {
+const DataSourceSchema = z.unknown().transform((v, ctx): DataSource => {
   const report = (issues: z.core.$ZodIssue[]): never => {
     for (const issue of issues) ctx.addIssue({ ...issue, path: issue.path } as z.core.$ZodRawIssue);
     return z.NEVER as never;
@@ -185,7 +185,7 @@ export const TrainSchema = z.strictObject({
 });
 
 /** Fills in the method's defaults for the fields a `train` section left out. */
-export function resolveTrain(t: z.infer<typeof TrainSchema>, method: Method) {
+function resolveTrain(t: z.infer<typeof TrainSchema>, method: Method) {
   const d = METHOD_TRAIN_DEFAULTS[method];
   return {
     ...t,

@@ -23,13 +23,13 @@ export function stemGeometry(spec: ModelSpec): { kernel: number; stride: number;
 }
 
 /** Trunk resolution after the stem. */
-export function trunkSize(spec: ModelSpec, inputSize: number): number {
+function trunkSize(spec: ModelSpec, inputSize: number): number {
   const g = stemGeometry(spec);
   return Math.floor((inputSize + 2 * g.padding - g.kernel) / g.stride) + 1;
 }
 
 /** The stem's convolution, plus its batch norm's scale and bias where they are shared (`mixture`). */
-export function stemParameters(spec: ModelSpec): number {
+function stemParameters(spec: ModelSpec): number {
   const k = stemGeometry(spec).kernel;
   return spec.channels * spec.inputChannels * k * k + (spec.method === 'mixture' ? 2 * spec.channels : 0);
 }
@@ -38,11 +38,11 @@ export function blockParameters(spec: ModelSpec): number {
   return blockSlots(spec).reduce((n, s) => n + prod(s.shape) + (spec.method === 'mixture' ? 2 * s.bnWidth : 0), 0);
 }
 /** Batch-norm scale + bias of one task's patch (stem and every step site). */
-export function patchParameters(spec: ModelSpec): number {
+function patchParameters(spec: ModelSpec): number {
   const perStep = blockSlots(spec).reduce((n, s) => n + 2 * s.bnWidth, 0);
   return 2 * spec.channels + perStep * spec.steps * (spec.mixing === 'output' ? spec.blocks : 1);
 }
-export function headParameters(spec: ModelSpec, classes: number): number {
+function headParameters(spec: ModelSpec, classes: number): number {
   return spec.channels * classes + classes;
 }
 

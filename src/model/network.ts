@@ -45,7 +45,7 @@ export interface AddTaskOptions {
 type FloatDType = 'float32' | 'float64';
 
 /** How each method's orders start unless told: the authors' Glorot-uniform logits, or version 1's normal ones. */
-export const DEFAULT_ORDER_INIT: Record<Method, OrderInit> = { mixture: 'glorot', hard: 'random' };
+const DEFAULT_ORDER_INIT: Record<Method, OrderInit> = { mixture: 'glorot', hard: 'random' };
 
 function checkSpec(spec: ModelSpec): void {
   const ints: (keyof ModelSpec)[] = ['inputChannels', 'channels', 'blocks', 'steps', 'expansion', 'kernel', 'stemStride'];

@@ -126,7 +126,8 @@ function* taskStream(ds: Dataset, batchSize: number, seed: number): Generator<Ba
   }
 }
 
-export function epochTau(s: LoopSettings, epoch: number): number {
+/** The temperature at the end of epoch `epoch`. */
+function epochTau(s: LoopSettings, epoch: number): number {
   return temperature(epoch / s.epochs, s.tauStart, s.tauMin, s.annealFraction);
 }
 

@@ -34,7 +34,7 @@ export interface Reporter {
 const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 
 /** One line summarising an epoch. */
-export function formatEpoch(e: EpochLine): string {
+function formatEpoch(e: EpochLine): string {
   const tasks = Object.entries(e.tasks)
     .map(([n, t]) => `${n} ${pct(t.valSoft)}/${pct(t.valHard)} H=${t.entropy.toFixed(2)} [${t.order}]`)
     .join('  ');
