@@ -41,7 +41,11 @@ import { batches, type Dataset } from '../data/dataset.js';
 import { runLoop, type EpochRecord, type LoopResult, type TaskSplits } from './loop.js';
 import type { MultitaskSettings } from './multitask.js';
 import { evaluate, recalibrate, taskMetrics, type TaskMetrics } from './evaluate.js';
-import { frozenExcept, type TrainableSummary } from './transfer.js';
+import type { TrainableSummary } from './transfer.js';
+import { blind, frozenExcept, meanOrder, resolveSources, setMeanPatch } from './shared.js';
+
+// The sources of a head and their mean mixture are part of adaptation's API.
+export { meanOrder, resolveSources };
 import { silentReporter, type Reporter } from './progress.js';
 
 export type AdaptObjective = 'infomax' | 'entropy' | 'select';
@@ -178,52 +182,6 @@ export function objectiveValue(net: CompNet, task: string, ds: Dataset, o: { mod
   return { infomax: entropy - marginal, entropy, marginalEntropy: marginal, n };
 }
 
-/** The source tasks and their shared head (see `AdaptOptions.sources`). */
-export function resolveSources(net: CompNet, sources?: string[]): { sources: string[]; head: string } {
-  if (sources && sources.length) {
-    const heads = new Set(sources.map((s) => net.task(s).info.head));
-    if (heads.size !== 1) throw new Error(`adapt: the sources must share one head, but ${sources.join(', ')} use heads ${[...heads].join(', ')}`);
-    if (new Set(sources).size !== sources.length) throw new Error(`adapt: a source is listed twice (${sources.join(', ')})`);
-    return { sources: [...sources], head: [...heads][0]! };
-  }
-  const byHead = new Map<string, string[]>();
-  for (const t of net.taskNames) {
-    const h = net.task(t).info.head;
-    byHead.set(h, [...(byHead.get(h) ?? []), t]);
-  }
-  if (byHead.size === 0) throw new Error('adapt: the model has no tasks to adapt from');
-  if (byHead.size === 1) {
-    const [head, tasks] = [...byHead][0]!;
-    return { sources: tasks, head };
-  }
-  const shared = [...byHead].filter(([, ts]) => ts.length >= 2);
-  if (shared.length === 1) return { sources: shared[0]![1], head: shared[0]![0] };
-  throw new Error(
-    `adapt: cannot tell which tasks are the source domains (heads: ${[...byHead].map(([h, ts]) => `${h} [${ts.join(', ')}]`).join('; ')}); name the sources`,
-  );
-}
-
-/** The mean of some tasks' order logits. */
-export function meanOrder(net: CompNet, tasks: string[]): Order {
-  const { steps: L, blocks: N } = net.spec;
-  const acc = new Float64Array(L * N);
-  for (const t of tasks) net.order(t).logits.forEach((v, i) => (acc[i]! += v / tasks.length));
-  return new Order(L, N, acc);
-}
-
-/** Sets `task`'s patch (scales, biases and statistics) to the mean of the `from` tasks' patches. */
-function setMeanPatch(net: CompNet, task: string, from: string[]): void {
-  if (from.length === 1) return net.copyPatch(from[0]!, task);
-  const dst = net.task(task).patch.sites;
-  const srcs = from.map((f) => net.task(f).patch.sites);
-  noGrad(() =>
-    dst.forEach((site, i) => {
-      const d = site.tensors();
-      for (const k of Object.keys(d)) tidy(() => d[k]!.assign(stack(srcs.map((s) => s[i]!.tensors()[k]!)).mean([0])));
-    }),
-  );
-}
-
 const blendName = (s: string[], all: number) => (s.length === 1 ? s[0]! : s.length === all && all > 2 ? `mean(all)` : `mean(${s.join(',')})`);
 
 /** Candidate source sets: each source, all of them, and every pair (when that is not all of them). */
@@ -232,12 +190,6 @@ export function candidateSets(sources: string[]): string[][] {
   if (sources.length >= 2) sets.push([...sources]);
   if (sources.length >= 3) for (let i = 0; i < sources.length; i++) for (let j = i + 1; j < sources.length; j++) sets.push([sources[i]!, sources[j]!]);
   return sets;
-}
-
-/** The same splits with every label replaced by 0, so nothing downstream can read them. */
-function blind(d: TaskSplits): TaskSplits {
-  const b = (ds: Dataset): Dataset => ({ ...ds, labels: new Int32Array(ds.n) });
-  return { train: b(d.train), val: b(d.val), ...(d.test ? { test: b(d.test) } : {}) };
 }
 
 /** Adds an unlabelled target domain to `net` as a new task and learns only its order. See the top of this file. */

@@ -71,7 +71,7 @@ export interface LoopSpec {
    * Called after every optimizer step, with the step's place and learning-rate multiplier (joint
    * adaptation updates the target's mixture here, between two source steps).
    */
-  afterStep?: (s: { epoch: number; step: number; lrScale: number }) => void;
+  afterStep?: (s: { epoch: number; step: number; lrScale: number; mode: OrderMode; tau: number }) => void;
   /** Called after every epoch (checkpointing); `isBest` when this epoch is the best so far. */
   onEpoch?: (state: LoopState, isBest: boolean) => void;
   /**
@@ -196,7 +196,7 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
         });
         opt.step();
         opt.zeroGrad();
-        spec.afterStep?.({ epoch, step, lrScale: decay });
+        spec.afterStep?.({ epoch, step, lrScale: decay, mode, tau });
         lossSum += stepLoss;
         reporter.step({ epoch, step, stepsPerEpoch, loss: lossSum / step, tau });
         await yieldToEventLoop(); // lets the progress bar draw and signals arrive

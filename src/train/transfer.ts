@@ -24,6 +24,7 @@ import { noGrad, type Tensor } from '../torch/index.js';
 import type { TaskInfo } from '../model/types.js';
 import { Rng } from '../data/rng.js';
 import { runLoop, type LoopResult, type LoopSpec, type TaskSplits } from './loop.js';
+import { frozenExcept } from './shared.js';
 import type { MultitaskSettings } from './multitask.js';
 import { evaluate, recalibrate, taskMetrics, type TaskMetrics } from './evaluate.js';
 import { silentReporter } from './progress.js';
@@ -107,23 +108,6 @@ function partTensors(net: CompNet, task: string, parts: TrainPart[]): { name: st
   if (parts.includes('mixture')) out.push({ name: 'order', params: tp.order });
   if (parts.includes('head') || parts.includes('all')) out.push({ name: 'head', params: tp.head });
   return out;
-}
-
-/** Runs `fn` with gradients switched off for every parameter not in `trainable` (restored after). */
-export async function frozenExcept<T>(net: CompNet, trainable: Tensor[], fn: () => Promise<T>): Promise<T> {
-  const keep = new Set(trainable);
-  const all = [
-    ...net.sharedParameters(),
-    ...net.taskNames.flatMap((t) => [...net.taskParameters(t).order, ...net.taskParameters(t).patch]),
-    ...[...net.heads.values()].flatMap((h) => [h.weight, h.bias]),
-  ];
-  const frozen = [...new Set(all)].filter((t) => !keep.has(t));
-  frozen.forEach((t) => t.setRequiresGrad(false));
-  try {
-    return await fn();
-  } finally {
-    frozen.forEach((t) => t.setRequiresGrad(true));
-  }
 }
 
 function addFresh(net: CompNet, info: TransferOptions['task'], order: Order | undefined, seed: number): TaskState {
