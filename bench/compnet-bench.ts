@@ -6,7 +6,8 @@
  * Parts:
  *   reference      training step and inference of the reference network (issue 4, §1)
  *   ceiling        fp32 ceiling: 4096x4096 matmul (at::matmul) and the same GEMM as a 1x1 conv (oneDNN)
- *   compositional  N=4, L=8: weight mixing (soft), output mixing (soft), hard order, straight-through
+ *   compositional  N=4, L=8: weight mixing (soft), output mixing (soft), hard order, straight-through,
+ *                  template mixing (the default method, soft); inference of a soft mixture vs a hard order
  *   multitask      a step with 1, 2, 4, 8 tasks (one forward/backward per task, one optimizer step)
  *   memory         resident memory over training steps (the training loop's step, fresh batches)
  *   pipeline       time to build a batch (shuffled copy into a Float32Array + tensor creation)
@@ -84,13 +85,13 @@ interface Model {
 }
 
 /** A network with `T` tasks and one Adam optimizer over every trainable tensor. */
-function model(s: ModelSpec, o: { tasks?: number; order?: number[]; seed?: number } = {}): Model {
+function model(s: ModelSpec, o: { tasks?: number; order?: number[]; seed?: number; orderInit?: 'random' | 'glorot' } = {}): Model {
   const net = CompNet.create(s, { seed: o.seed ?? 0 });
   const tasks = Array.from({ length: o.tasks ?? 1 }, (_, i) => `t${i}`);
   for (const name of tasks)
     net.addTask(
       { name, labels: CLASSES, inputSize: R.inputSize, normalization: { mean: [0, 0, 0], std: [1, 1, 1] } },
-      o.order ? { order: Order.fromSequence(o.order, s.blocks) } : { orderInit: 'random' },
+      o.order ? { order: Order.fromSequence(o.order, s.blocks) } : { orderInit: o.orderInit ?? 'random' },
     );
   const params = [...net.sharedParameters(), ...tasks.flatMap((t) => Object.values(net.taskParameters(t)).flat())];
   const unique = [...new Set(params)];
@@ -235,18 +236,34 @@ function compositional(): void {
   const output = model(spec({ blocks: N, steps: L, mixing: 'output' }));
   const hard = model(spec({ blocks: N, steps: L, mixing: 'weight' }), { order: seq });
   const st = model(spec({ blocks: N, steps: L, mixing: 'weight' }));
+  // Template mixing (the default method): convolutions and batch-norm affines mixed, soft mixture.
+  const mixture = model(spec({ blocks: N, steps: L, mixing: 'weight', method: 'mixture' }), { orderInit: 'glorot' });
   const times = interleaved(
     [
       { name: 'weight-soft', step: () => trainStep(weight, x, y, 'soft') },
       { name: 'output-soft', step: () => trainStep(output, x, y, 'soft') },
       { name: 'hard', step: () => trainStep(hard, x, y, 'hard') },
       { name: 'straight-through', step: () => trainStep(st, x, y, 'straight-through') },
+      { name: 'mixture-soft', step: () => trainStep(mixture, x, y, 'soft') },
     ],
     rounds,
     warmup,
     steps,
   );
-  emit({ N, L, order: seq.map((b) => b + 1).join(','), times, summaries: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, summarize(v)])) });
+  // Inference from the cached plans: a soft mixture's (mixed weights, batch norm folded) against a
+  // hard order's, which is a plain network of one block per step.
+  const infer = (m: Model, mode: OrderMode) => () => noGrad(() => tidy(() => void m.net.forward('t0', x, { mode })));
+  const inference = interleaved(
+    [
+      { name: 'mixture-soft', step: infer(mixture, 'soft') },
+      { name: 'hard', step: infer(hard, 'hard') },
+    ],
+    rounds,
+    warmup,
+    steps,
+  );
+  const sum = (t: Record<string, number[]>) => Object.fromEntries(Object.entries(t).map(([k, v]) => [k, summarize(v)]));
+  emit({ N, L, order: seq.map((b) => b + 1).join(','), times, summaries: sum(times), inference, inferenceSummaries: sum(inference) });
 }
 
 function multitask(): void {
