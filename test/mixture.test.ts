@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs';
 import * as T from '../src/torch/index.js';
 import { CompNet } from '../src/model/network.js';
 import { Order } from '../src/model/order.js';
-import { loadModel } from '../src/io/savedModel.js';
-import { assertClose, syntheticDataset, tinySpec } from './helpers.js';
+import { loadModel, saveModel } from '../src/io/savedModel.js';
+import { assertClose, syntheticDataset, tinySpec, tmp } from './helpers.js';
 import type { ModelSpec } from '../src/model/types.js';
 
 const labels4 = ['a', 'b', 'c', 'd'];
@@ -170,5 +170,31 @@ test('a model saved by compnet 0.1.0 (before template mixing) loads as a hard mo
           assertClose(Float64Array.from(net.forward(t, x, { mode }).toFloat32()), Float64Array.from(expected[`${t}.${mode}`]!), 1e-5, `${t}.${mode}`);
     }),
   );
+  net.dispose();
+});
+
+test("the authors' patchify stem: a k x k convolution with stride k; the plan, saving and loading agree", () => {
+  const net = CompNet.create(tinySpec({ method: 'mixture', stem: 'patchify', stemStride: 2 }), { seed: 2 });
+  net.addTask({ name: 't', labels: labels4, inputSize: 6, normalization: norm1 });
+  assert.deepEqual(net.stem.shape, [net.spec.channels, 1, 2, 2], 'the stem is a 2x2 kernel');
+  T.noGrad(() =>
+    T.tidy(() => {
+      const x = T.randn([3, 6, 6, 1]);
+      assert.deepEqual(net.features('t', x).shape, [3, net.spec.channels, 3, 3], '6x6 inputs become 3x3: stride 2, no padding');
+      net.forward('t', x, { mode: 'soft', training: true }); // batch statistics move the running ones
+      net.evalPlans.mode = 'off';
+      const plain = Float64Array.from(net.forward('t', x, { mode: 'soft' }).toFloat32());
+      net.evalPlans.mode = 'folded';
+      assertClose(Float64Array.from(net.forward('t', x, { mode: 'soft' }).toFloat32()), plain, 1e-5, 'folded plan');
+      const dir = tmp();
+      saveModel(net, dir);
+      const { net: again } = loadModel(dir);
+      again.evalPlans.mode = 'off';
+      assert.deepEqual(Array.from(again.forward('t', x, { mode: 'soft' }).toFloat32()), Array.from(plain), 'reloaded bit-identically');
+      assert.equal(again.spec.stem, 'patchify');
+      again.dispose();
+    }),
+  );
+  assert.equal(net.parameterCounts().shared.stem, net.spec.channels * 1 * 2 * 2 + 2 * net.spec.channels);
   net.dispose();
 });
