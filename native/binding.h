@@ -17,6 +17,7 @@
 #include <cmath>
 #include <initializer_list>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -54,7 +55,11 @@ inline double readDouble(const Napi::Value& v, const std::string& what) {
 }
 inline int64_t readInt(const Napi::Value& v, const std::string& what) {
   const double d = readDouble(v, what);
-  if (std::trunc(d) != d) throw std::invalid_argument(describe(what) + " must be an integer, got " + std::to_string(d));
+  if (std::trunc(d) != d) {
+    std::ostringstream s;
+    s << describe(what) << " must be an integer, got " << d;
+    throw std::invalid_argument(s.str());
+  }
   return static_cast<int64_t>(d);
 }
 inline bool readBool(const Napi::Value& v, const std::string& what) {
