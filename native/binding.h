@@ -173,6 +173,12 @@ inline Napi::Value writeBuffer(const Napi::Env& env, const std::string& bytes) {
 
 // ---- the error guard ----------------------------------------------------------------------------
 
+// "op: message", once: compnet's kernels name their op in their messages already.
+inline std::string failure(const char* op, const std::string& msg) {
+  const std::string prefix = std::string(op) + ": ";
+  return msg.rfind(prefix, 0) == 0 ? msg : prefix + msg;
+}
+
 // Runs an op's body (given the env) after checking it got at most `arity` arguments, and turns any
 // native failure into a JS Error "op: message".
 template <typename F>
@@ -185,11 +191,11 @@ Napi::Value guarded(const Napi::CallbackInfo& info, const char* op, size_t arity
   } catch (const Napi::Error&) {
     throw;
   } catch (const c10::Error& e) {
-    throw Napi::Error::New(env, std::string(op) + ": " + e.what_without_backtrace());
+    throw Napi::Error::New(env, failure(op, e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    throw Napi::Error::New(env, std::string(op) + ": " + e.what());
+    throw Napi::Error::New(env, failure(op, e.what()));
   } catch (...) {
-    throw Napi::Error::New(env, std::string(op) + ": unknown native error");
+    throw Napi::Error::New(env, failure(op, "unknown native error"));
   }
 }
 

@@ -256,7 +256,12 @@ function bindingHeader({ table, resolve, ops }) {
     }
     L.push('');
   }
+  let section;
   for (const op of ops) {
+    if (op.section !== section) {
+      section = op.section;
+      L.push(`// ---- ${section} ${'-'.repeat(Math.max(4, 92 - section.length))}`, '');
+    }
     const sig = `${op.name}(${op.args.map((a) => `${a.name}: ${a.type.name}`).join(', ')}) -> ${op.returns.name}`;
     L.push(`// ${sig}${op.doc.length ? `: ${op.doc.join(' ')}` : ''}`);
     L.push(`inline Napi::Value op_${op.name}(const Napi::CallbackInfo& info) {`);

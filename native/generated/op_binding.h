@@ -147,6 +147,8 @@ inline RmspropOptions readRmspropOptions(const Napi::Value& v, const std::string
   return s;
 }
 
+// ---- library facts and global settings -----------------------------------------------------------
+
 // version() -> TorchVersion
 inline Napi::Value op_version(const Napi::CallbackInfo& info) {
   return guarded(info, "version", 0, [&]([[maybe_unused]] const Napi::Env& env) -> Napi::Value {
@@ -215,6 +217,8 @@ inline Napi::Value op_liveModules(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- handles and data in/out ---------------------------------------------------------------------
+
 // free(h: TensorId) -> void: Drops this handle (views keep their storage alive); unknown handles are ignored.
 inline Napi::Value op_free(const Napi::CallbackInfo& info) {
   return guarded(info, "free", 1, [&]([[maybe_unused]] const Napi::Env& env) -> Napi::Value {
@@ -274,6 +278,8 @@ inline Napi::Value op_isChannelsLast(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- creation ------------------------------------------------------------------------------------
+
 // zeros(shape: int[], dtype: DType) -> Tensor
 inline Napi::Value op_zeros(const Napi::CallbackInfo& info) {
   return guarded(info, "zeros", 2, [&]([[maybe_unused]] const Napi::Env& env) -> Napi::Value {
@@ -307,6 +313,8 @@ inline Napi::Value op_rand(const Napi::CallbackInfo& info) {
     return writeTensor(env, torch::rand(shape));
   });
 }
+
+// ---- autograd ------------------------------------------------------------------------------------
 
 // setRequiresGrad(t: Tensor, on: bool) -> void
 inline Napi::Value op_setRequiresGrad(const Napi::CallbackInfo& info) {
@@ -377,6 +385,8 @@ inline Napi::Value op_versionSum(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- in-place updates (never recorded by autograd) -----------------------------------------------
+
 // copyInto(dst: Tensor, src: Tensor) -> void
 inline Napi::Value op_copyInto(const Napi::CallbackInfo& info) {
   return guarded(info, "copyInto", 2, [&]([[maybe_unused]] const Napi::Env& env) -> Napi::Value {
@@ -398,6 +408,8 @@ inline Napi::Value op_fillInto(const Napi::CallbackInfo& info) {
     return env.Undefined();
   });
 }
+
+// ---- elementwise ---------------------------------------------------------------------------------
 
 // add(a: Tensor, b: Tensor) -> Tensor
 inline Napi::Value op_add(const Napi::CallbackInfo& info) {
@@ -574,6 +586,8 @@ inline Napi::Value op_toDtype(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- reductions ----------------------------------------------------------------------------------
+
 // sum(t: Tensor, dims: int[]?, keepDim: bool) -> Tensor: Over dims (all when null).
 inline Napi::Value op_sum(const Napi::CallbackInfo& info) {
   return guarded(info, "sum", 3, [&]([[maybe_unused]] const Napi::Env& env) -> Napi::Value {
@@ -639,6 +653,8 @@ inline Napi::Value op_oneHot(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- shape ---------------------------------------------------------------------------------------
+
 // reshape(t: Tensor, shape: int[]) -> Tensor
 inline Napi::Value op_reshape(const Napi::CallbackInfo& info) {
   return guarded(info, "reshape", 2, [&]([[maybe_unused]] const Napi::Env& env) -> Napi::Value {
@@ -694,6 +710,8 @@ inline Napi::Value op_contiguous(const Napi::CallbackInfo& info) {
     return writeTensor(env, t.contiguous(format));
   });
 }
+
+// ---- neural-network ops --------------------------------------------------------------------------
 
 // matmul(a: Tensor, b: Tensor) -> Tensor
 inline Napi::Value op_matmul(const Napi::CallbackInfo& info) {
@@ -782,6 +800,8 @@ inline Napi::Value op_crossEntropy(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- frozen TorchScript plans (inference) --------------------------------------------------------
+
 // jitFreeze(source: string, names: string[], tensors: Tensor[]) -> Module: A module whose attributes are copies of the named tensors and whose methods are `source`, frozen and optimised for inference (torch.jit.freeze + optimize_for_inference).
 inline Napi::Value op_jitFreeze(const Napi::CallbackInfo& info) {
   return guarded(info, "jitFreeze", 3, [&]([[maybe_unused]] const Napi::Env& env) -> Napi::Value {
@@ -817,6 +837,8 @@ inline Napi::Value op_jitFree(const Napi::CallbackInfo& info) {
     return env.Undefined();
   });
 }
+
+// ---- optimizers (libtorch's own) -----------------------------------------------------------------
 
 // adam(groups: ParamGroup[], options: AdamOptions) -> Optimizer: Adam, or AdamW when decoupled.
 inline Napi::Value op_adam(const Napi::CallbackInfo& info) {
