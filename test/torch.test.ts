@@ -187,6 +187,7 @@ test('rmsprop options alpha and eps reach libtorch', () => {
   assert.ok(Math.abs(p.item() - (1 - 0.3 / (Math.sqrt(4.5) + 0.25))) < 1e-6, `got ${p.item()}`);
   opt.dispose();
   p.dispose();
+  assert.throws(() => new T.Optimizer([{ name: 'p', params: [], lr: 0.1 }], { kind: 'lamb' as T.OptimizerKind }), /optimizer \(lamb\): unknown optimizer kind 'lamb'/);
 });
 
 test('rmsprop state saves and loads: a resumed optimizer continues exactly', () => {

@@ -29,7 +29,7 @@ export interface OptimizerOptions {
   alpha?: number;
 }
 
-/** Makes the native optimizer of `o.kind` over the groups. */
+/** Makes the native optimizer of this kind over the groups (options not of this kind are ignored). */
 function create(kind: OptimizerKind, groups: NativeParamGroup[], o: OptimizerOptions): OptimizerHandle {
   switch (kind) {
     case 'sgd':
