@@ -332,7 +332,7 @@ function tsModule({ table, resolve, ops }) {
     }
     const cpp = op.cpp ? `C++: \`${op.cpp}\`` : `C++: \`compnet::binding::${op.name}\` (native/compnet_torch.cc)`;
     L.push(...jsdoc([...op.doc, cpp], '  '));
-    L.push(`  ${op.name}(${op.args.map((a) => `${a.name}: ${a.type.tsArg}`).join(', ')}): ${op.returns.raw ? op.returns.ts : op.returns.ts};`);
+    L.push(`  ${op.name}(${op.args.map((a) => `${a.name}: ${a.type.tsArg}`).join(', ')}): ${op.returns.ts};`);
   }
   L.push('}', '');
   L.push('/** Every op name, to check that a loaded binding was built from this table. */');
