@@ -25,7 +25,6 @@
  * PyTorch reference; running it directly is for debugging.
  */
 import { CompNet, Order, Rng, batches, torch, type Dataset, type ModelSpec, type OrderMode } from '../src/index.js';
-import { native } from '../src/torch/native.js';
 import { REFERENCE as R, summarize, procStatusBytes, jemallocLoaded, parseArgs, intArg } from './common.js';
 
 // The tensor layer through the public API's `torch` namespace, under the short names used below.
@@ -52,6 +51,7 @@ const {
   stack,
   ones,
   zeros,
+  profileNativeOps,
 } = torch;
 
 const args = parseArgs(process.argv.slice(2));
@@ -358,36 +358,13 @@ function pipeline(): void {
   emit({ reps, batch: R.batch, ms, summary: summarize(ms), copySummary: summarize(copy) });
 }
 
-/** Wraps every native function with a timer; returns the per-name totals. */
-function instrument(): { totals: Map<string, { ms: number; calls: number }>; reset: () => void } {
-  const totals = new Map<string, { ms: number; calls: number }>();
-  const n = native as unknown as Record<string, unknown>;
-  for (const name of Object.keys(n)) {
-    const fn = n[name];
-    if (typeof fn !== 'function') continue;
-    const f = fn as (...a: unknown[]) => unknown;
-    n[name] = (...a: unknown[]) => {
-      const t0 = performance.now();
-      try {
-        return f(...a);
-      } finally {
-        const e = totals.get(name) ?? { ms: 0, calls: 0 };
-        e.ms += performance.now() - t0;
-        e.calls++;
-        totals.set(name, e);
-      }
-    };
-  }
-  return { totals, reset: () => totals.clear() };
-}
-
 function profile(): void {
   const warmup = intArg(args, 'warmup', 5);
   const steps = intArg(args, 'steps', 20);
   const m = model(spec(), { order: IDENTITY });
   const { x, y } = fixedBatch();
   for (let i = 0; i < warmup; i++) trainStep(m, x, y, 'hard');
-  const probe = instrument();
+  const probe = profileNativeOps();
   // Mark phases by op: everything before `backward` is the forward pass.
   probe.reset();
   const wall: number[] = [];
@@ -397,6 +374,7 @@ function profile(): void {
   const iw: number[] = [];
   for (let i = 0; i < steps; i++) iw.push(time(() => noGrad(() => tidy(() => void m.net.forward('t0', x, { mode: 'hard', training: false })))));
   const inferOps = Object.fromEntries([...probe.totals].map(([k, v]) => [k, { msPerStep: v.ms / steps, callsPerStep: v.calls / steps }]));
+  probe.stop();
   emit({ steps, trainWall: summarize(wall), trainOps, inferWall: summarize(iw), inferOps });
 }
 

@@ -16,6 +16,8 @@
 #include <type_traits>
 #include <torch/torch.h>
 
+#include "autograd_support.h"
+#include "generated/op_structs.h"
 #include "kernel_support.h"
 
 #include <algorithm>
@@ -299,53 +301,56 @@ inline void checkPerChannel(const at::Tensor& t, const at::Tensor& x, int64_t C,
 }
 
 struct BatchNormClamp : public torch::autograd::Function<BatchNormClamp> {
-  // lo/hi: clamp bounds (±infinity for plain batch norm). Absent tensors are empty.
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                            const at::Tensor& runningMean, const at::Tensor& runningVar, double momentum, double eps, double lo, double hi) {
+  using Args = BatchNormClampArgs;
+  // What backward needs, by name.
+  struct Saved {
+    at::Tensor x, weight, bias, mean, invstd;
+    template <typename F>
+    void each(F&& f) { f(x); f(weight); f(bias); f(mean); f(invstd); }
+  };
+
+  // a.min/a.max: clamp bounds (±infinity for plain batch norm). Absent tensors are empty.
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::TensorList, const Args& a) {
+    const at::Tensor& x = a.x;
     const int64_t C = x.size(1);
     const int64_t M = rowsOf(x, "batchNormClamp");
-    for (const auto* t : {&weight, &bias, &runningMean, &runningVar}) checkPerChannel(*t, x, C, "batchNormClamp");
+    for (const auto* t : {&a.weight, &a.bias, &a.runningMean, &a.runningVar}) checkPerChannel(*t, x, C, "batchNormClamp");
     if (M < 2) throw std::invalid_argument("batchNormClamp: training mode needs more than one value per channel");
     auto y = at::empty_like(x);
     at::Tensor mean, invstd;
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batchNormClamp", [&] {
       const scalar_t* xp = x.data_ptr<scalar_t>();
-      auto f = bnForwardRows<scalar_t>(xp, M, C, eps, weight, bias, x.options());
+      auto f = bnForwardRows<scalar_t>(xp, M, C, a.eps, a.weight, a.bias, x.options());
       scalar_t* yp = y.data_ptr<scalar_t>();
       at::parallel_for(0, M, kGrain, [&](int64_t b, int64_t e) {
-        normRowsT(xp + b * C, e - b, C, f.a.data(), f.shift.data(), static_cast<scalar_t>(lo), static_cast<scalar_t>(hi), yp + b * C);
+        normRowsT(xp + b * C, e - b, C, f.a.data(), f.shift.data(), static_cast<scalar_t>(a.min), static_cast<scalar_t>(a.max), yp + b * C);
       });
-      bnUpdateRunning(runningMean, runningVar, f, momentum);
+      bnUpdateRunning(a.runningMean, a.runningVar, f, a.momentum);
       mean = f.mean;
       invstd = f.invstd;
     });
-    ctx->save_for_backward({x, weight, bias, mean, invstd});
-    ctx->saved_data["lo"] = lo;
-    ctx->saved_data["hi"] = hi;
+    save(ctx, Saved{x, a.weight, a.bias, mean, invstd});
+    ctx->saved_data["lo"] = a.min;
+    ctx->saved_data["hi"] = a.max;
     return y;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
-    auto saved = ctx->get_saved_variables();
-    const auto& x = saved[0];
-    const auto& weight = saved[1];
-    const auto& bias = saved[2];
-    const auto& mean = saved[3];
-    const auto& invstd = saved[4];
+    const auto s = load<Saved>(ctx);
     const double lo = ctx->saved_data["lo"].toDouble();
     const double hi = ctx->saved_data["hi"].toDouble();
-    const int64_t C = x.size(1);
-    const int64_t M = x.numel() / C;
-    auto g = x.dim() == 4 ? grads[0].contiguous(at::MemoryFormat::ChannelsLast) : grads[0].contiguous();
-    auto dx = at::empty_like(x);
+    const int64_t C = s.x.size(1);
+    const int64_t M = s.x.numel() / C;
+    auto g = s.x.dim() == 4 ? grads[0].contiguous(at::MemoryFormat::ChannelsLast) : grads[0].contiguous();
+    auto dx = at::empty_like(s.x);
     at::Tensor dw, db;
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batchNormClampBackward", [&] {
-      const scalar_t* xp = x.data_ptr<scalar_t>();
+    AT_DISPATCH_FLOATING_TYPES(s.x.scalar_type(), "batchNormClampBackward", [&] {
+      const scalar_t* xp = s.x.data_ptr<scalar_t>();
       const scalar_t* gp = g.data_ptr<scalar_t>();
       std::vector<scalar_t> a, sh;
-      bnAffine(weight, bias, mean, invstd, a, sh);
+      bnAffine(s.weight, s.bias, s.mean, s.invstd, a, sh);
       const auto slo = static_cast<scalar_t>(lo), shi = static_cast<scalar_t>(hi);
-      auto k = bnBackwardRows(gp, xp, M, C, a, sh, slo, shi, weight, mean, invstd);
+      auto k = bnBackwardRows(gp, xp, M, C, a, sh, slo, shi, s.weight, s.mean, s.invstd);
       dw = k.dweight;
       db = k.dbias;
       scalar_t* dp = dx.data_ptr<scalar_t>();
@@ -353,17 +358,22 @@ struct BatchNormClamp : public torch::autograd::Function<BatchNormClamp> {
         gradInputRowsT(gp + b * C, xp + b * C, e - b, C, a.data(), sh.data(), slo, shi, k.k1.data(), k.k2.data(), k.k3.data(), dp + b * C);
       });
     });
-    return {dx, weight.numel() ? dw : at::Tensor(), bias.numel() ? db : at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    auto out = gradientsFor<Args>();
+    out[Args::kX] = dx;
+    if (s.weight.numel()) out[Args::kWeight] = dw;
+    if (s.bias.numel()) out[Args::kBias] = db;
+    return out;
   }
 };
 
-// Training-mode batch norm followed by clamp(lo, hi) (lo = 0, hi = 6: ReLU6; ±inf: none).
-// Absent running statistics travel as empty tensors: autograd's apply cannot take undefined ones.
-inline at::Tensor batchNormClamp(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& runningMean,
-                                 const at::Tensor& runningVar, double momentum, double eps, double lo, double hi) {
-  const auto none = at::empty({0}, x.options());
-  return BatchNormClamp::apply(x, weight.defined() ? weight : none, bias.defined() ? bias : none, runningMean.defined() ? runningMean : none,
-                               runningVar.defined() ? runningVar : none, momentum, eps, lo, hi);
+// Training-mode batch norm followed by clamp(min, max) (0, 6: ReLU6; ±inf: none).
+// Absent tensors travel as empty ones: autograd's apply cannot take undefined ones.
+inline at::Tensor batchNormClamp(const BatchNormClampArgs& args) {
+  const auto none = at::empty({0}, args.x.options());
+  auto a = args;
+  for (auto* t : {&a.weight, &a.bias, &a.runningMean, &a.runningVar})
+    if (!t->defined()) *t = none;
+  return applyNamed<BatchNormClamp>(a);
 }
 
 }  // namespace compnet

@@ -28,6 +28,7 @@
 #include <sstream>
 #include <vector>
 
+#include "autograd_support.h"
 #include "batch_norm_act.h"
 #include "gemm_rows.h"
 #include "inverted_middle.h"
@@ -66,11 +67,21 @@ std::vector<double> chunkedMoments(int64_t M, int64_t C, int64_t scratchSize, co
 }
 
 struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& weight1,
-                            const at::Tensor& bias1, const at::Tensor& runningMean1, const at::Tensor& runningVar1, const at::Tensor& dw,
-                            const at::Tensor& weight2, const at::Tensor& bias2, const at::Tensor& runningMean2, const at::Tensor& runningVar2,
-                            const at::Tensor& w3, const at::Tensor& weight3, const at::Tensor& bias3, const at::Tensor& runningMean3,
-                            const at::Tensor& runningVar3, bool residual, double momentum, double eps) {
+  using Args = InvertedBranchArgs;
+  // What backward needs, by name.
+  struct Saved {
+    at::Tensor x, w1, weight1, bias1, mean1, invstd1, dw, h1, h2, weight2, bias2, mean2, invstd2, w3, h3, weight3, bias3, mean3, invstd3;
+    template <typename F>
+    void each(F&& f) {
+      f(x); f(w1); f(weight1); f(bias1); f(mean1); f(invstd1); f(dw); f(h1); f(h2); f(weight2); f(bias2); f(mean2); f(invstd2);
+      f(w3); f(h3); f(weight3); f(bias3); f(mean3); f(invstd3);
+    }
+  };
+
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::TensorList, const Args& a) {
+    const at::Tensor &x = a.x, &w1 = a.w1, &dw = a.dw, &w3 = a.w3;
+    const bool residual = a.residual;
+    const double eps = a.eps;
     const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), M = N * H * W, E = w1.size(0), Co = w3.size(0);
     const auto cl = x.options().memory_format(at::MemoryFormat::ChannelsLast);
     const auto b1 = w1.reshape({E, C}).t().contiguous();  // [C, E]
@@ -81,9 +92,9 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
     auto f1 = bnForward<float>(chunkedMoments(M, E, kChunkRows * E, [&](int64_t r0, int64_t rows, float* sum, float* sq, float* buf) {
       gemmRowsF(xp + r0 * C, rows, C, b1p, E, buf, nullptr, sum, sq);
       streamCopy(buf, rows * E, h1p + r0 * E);
-    }), M, E, eps, weight1, bias1, x.options());
+    }), M, E, eps, a.bn1.weight, a.bn1.bias, x.options());
     auto h2 = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
-    auto f2 = bnForward<float>(middleForwardPass(h1, f1.a.data(), f1.shift.data(), dw, h2, /*stream=*/true), M, E, eps, weight2, bias2, x.options());
+    auto f2 = bnForward<float>(middleForwardPass(h1, f1.a.data(), f1.shift.data(), dw, h2, /*stream=*/true), M, E, eps, a.bn2.weight, a.bn2.bias, x.options());
     // project: h3 = relu6(bn2(h2))·w3ᵀ with bn3's moments, the activation made per chunk and never stored
     const auto b3 = w3.reshape({Co, E}).t().contiguous();  // [E, Co]
     const float *h2p = h2.data_ptr<float>(), *b3p = b3.data_ptr<float>();
@@ -92,7 +103,7 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
     auto f3 = bnForward<float>(chunkedMoments(M, Co, kChunkRows * E, [&](int64_t r0, int64_t rows, float* sum, float* sq, float* a2) {
       normRowsF(h2p + r0 * E, rows, E, f2.a.data(), f2.shift.data(), 0.0f, 6.0f, a2);
       gemmRowsF(a2, rows, E, b3p, Co, h3p + r0 * Co, nullptr, sum, sq);
-    }), M, Co, eps, weight3, bias3, x.options());
+    }), M, Co, eps, a.bn3.weight, a.bn3.bias, x.options());
     // y = bn3(h3) (+ x)
     auto y = at::empty({N, Co, H, W}, cl);
     float* yp = y.data_ptr<float>();
@@ -101,20 +112,20 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
       if (residual) normAddRowsF(h3p + b * Co, e - b, Co, f3.a.data(), f3.shift.data(), xp + b * C, yp + b * Co);
       else normRowsF(h3p + b * Co, e - b, Co, f3.a.data(), f3.shift.data(), -inf, inf, yp + b * Co);
     });
-    bnUpdateRunning(runningMean1, runningVar1, f1, momentum);
-    bnUpdateRunning(runningMean2, runningVar2, f2, momentum);
-    bnUpdateRunning(runningMean3, runningVar3, f3, momentum);
-    ctx->save_for_backward({x, w1, weight1, bias1, f1.mean, f1.invstd, dw, h1, h2, weight2, bias2, f2.mean, f2.invstd, w3, h3, weight3, bias3, f3.mean,
-                            f3.invstd});
+    bnUpdateRunning(a.bn1.runningMean, a.bn1.runningVar, f1, a.momentum);
+    bnUpdateRunning(a.bn2.runningMean, a.bn2.runningVar, f2, a.momentum);
+    bnUpdateRunning(a.bn3.runningMean, a.bn3.runningVar, f3, a.momentum);
+    save(ctx, Saved{x, w1, a.bn1.weight, a.bn1.bias, f1.mean, f1.invstd, dw, h1, h2, a.bn2.weight, a.bn2.bias, f2.mean, f2.invstd, w3, h3, a.bn3.weight,
+                    a.bn3.bias, f3.mean, f3.invstd});
     ctx->saved_data["residual"] = residual;
     return y;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
-    auto s = ctx->get_saved_variables();
-    const auto &x = s[0], &w1 = s[1], &weight1 = s[2], &bias1 = s[3], &mean1 = s[4], &invstd1 = s[5], &dw = s[6];
-    const auto &h1 = s[7], &h2 = s[8], &weight2 = s[9], &bias2 = s[10], &mean2 = s[11], &invstd2 = s[12], &w3 = s[13];
-    const auto &h3 = s[14], &weight3 = s[15], &bias3 = s[16], &mean3 = s[17], &invstd3 = s[18];
+    auto s = load<Saved>(ctx);
+    const auto &x = s.x, &w1 = s.w1, &weight1 = s.weight1, &bias1 = s.bias1, &mean1 = s.mean1, &invstd1 = s.invstd1, &dw = s.dw;
+    const auto &h1 = s.h1, &h2 = s.h2, &weight2 = s.weight2, &bias2 = s.bias2, &mean2 = s.mean2, &invstd2 = s.invstd2, &w3 = s.w3;
+    const auto &h3 = s.h3, &weight3 = s.weight3, &bias3 = s.bias3, &mean3 = s.mean3, &invstd3 = s.invstd3;
     const bool residual = ctx->saved_data["residual"].toBool();
     const int64_t C = x.size(1), M = x.numel() / C, E = w1.size(0), Co = w3.size(0);
     auto dy = grads[0].contiguous(at::MemoryFormat::ChannelsLast);
@@ -124,7 +135,7 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
     bnAffine(weight3, bias3, mean3, invstd3, a3v, b3v);
     const float inf = std::numeric_limits<float>::infinity();
     // A frozen pool (transfer, adaptation) needs no weight gradients: their GEMMs are skipped.
-    const bool needW1 = ctx->needs_input_grad(1), needW3 = ctx->needs_input_grad(11);
+    const bool needW1 = ctx->needs_input_grad(Args::kW1), needW3 = ctx->needs_input_grad(Args::kW3);
     const float *dyp = dy.data_ptr<float>(), *h3p = h3.data_ptr<float>();
     auto k3 = bnBackwardRows(dyp, h3p, M, Co, a3v, b3v, -inf, inf, weight3, mean3, invstd3);
     // project's backward, per chunk: dh3 (bn3's input gradient), g = dh3·w3, bn2's reductions, a2
@@ -170,9 +181,18 @@ struct InvertedBranch : public torch::autograd::Function<InvertedBranch> {
       addInto(out, dW);
     });
     auto dw1 = needW1 ? fromSums(r1.data(), E, C, w1.options()).view(w1.sizes()) : at::Tensor();
-    const at::Tensor none;
-    return {dx, dw1, k1.dweight, k1.dbias, none, none, depthwiseGrad(acc, E, dw.options()), k2.dweight, k2.dbias, none, none, dw3, k3.dweight, k3.dbias,
-            none, none, none, none, none};
+    auto out = gradientsFor<Args>();
+    out[Args::kX] = dx;
+    out[Args::kW1] = dw1;
+    out[Args::kBn1Weight] = k1.dweight;
+    out[Args::kBn1Bias] = k1.dbias;
+    out[Args::kDw] = depthwiseGrad(acc, E, dw.options());
+    out[Args::kBn2Weight] = k2.dweight;
+    out[Args::kBn2Bias] = k2.dbias;
+    out[Args::kW3] = dw3;
+    out[Args::kBn3Weight] = k3.dweight;
+    out[Args::kBn3Bias] = k3.dbias;
+    return out;
   }
 };
 
@@ -192,11 +212,9 @@ inline bool invertedBranchApplies(const at::Tensor& x, const at::Tensor& w1, con
 
 // [x +] bn3(conv1x1(relu6(bn2(depthwise3x3(relu6(bn1(conv1x1(x, w1)))))), w3)) in training mode
 // (batch statistics; running ones updated); bn1's and bn2's tensors have E float32 values, bn3's Co.
-inline at::Tensor invertedBranch(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& weight1, const at::Tensor& bias1, const at::Tensor& runningMean1,
-                                 const at::Tensor& runningVar1, const at::Tensor& dw, const at::Tensor& weight2, const at::Tensor& bias2,
-                                 const at::Tensor& runningMean2, const at::Tensor& runningVar2, const at::Tensor& w3, const at::Tensor& weight3,
-                                 const at::Tensor& bias3, const at::Tensor& runningMean3, const at::Tensor& runningVar3, bool residual, double momentum,
-                                 double eps) {
+inline at::Tensor invertedBranch(const InvertedBranchArgs& args) {
+  const at::Tensor &x = args.x, &w1 = args.w1, &dw = args.dw, &w3 = args.w3;
+  const bool residual = args.residual;
   if (!invertedBranchApplies(x, w1, dw, w3, residual)) {
     std::ostringstream s;
     s << "invertedBranch: needs an AVX-512 CPU, float32 channels-last input [N, C, H, W] and weights [E, C, 1, 1], [E, 1, 3, 3], [Co, E, 1, 1] with C, E "
@@ -206,11 +224,14 @@ inline at::Tensor invertedBranch(const at::Tensor& x, const at::Tensor& w1, cons
       << w3.sizes();
     throw std::invalid_argument(s.str());
   }
-  checkNorms("invertedBranch", x, w1.size(0), {&weight1, &bias1, &runningMean1, &runningVar1, &weight2, &bias2, &runningMean2, &runningVar2});
-  checkNorms("invertedBranch", x, w3.size(0), {&weight3, &bias3, &runningMean3, &runningVar3});
-  return InvertedBranch::apply(x, w1, weight1.contiguous(), bias1.contiguous(), runningMean1, runningVar1, dw.contiguous(), weight2.contiguous(),
-                               bias2.contiguous(), runningMean2, runningVar2, w3, weight3.contiguous(), bias3.contiguous(), runningMean3, runningVar3,
-                               residual, momentum, eps);
+  checkNorms("invertedBranch", x, w1.size(0), {&args.bn1, &args.bn2});
+  checkNorms("invertedBranch", x, w3.size(0), {&args.bn3});
+  auto a = args;
+  a.bn1 = withContiguousAffine(a.bn1);
+  a.bn2 = withContiguousAffine(a.bn2);
+  a.bn3 = withContiguousAffine(a.bn3);
+  a.dw = a.dw.contiguous();
+  return applyNamed<InvertedBranch>(a);
 }
 
 }  // namespace compnet

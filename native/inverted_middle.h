@@ -28,7 +28,9 @@
 #include <sstream>
 #include <vector>
 
+#include "autograd_support.h"
 #include "batch_norm_act.h"
+#include "generated/op_structs.h"
 #include "kernel_support.h"
 
 namespace compnet {
@@ -304,52 +306,62 @@ inline at::Tensor depthwiseGrad(const std::vector<double>& acc, int64_t E, const
 }
 
 struct InvertedMiddle : public torch::autograd::Function<InvertedMiddle> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& h1, const at::Tensor& weight1, const at::Tensor& bias1,
-                            const at::Tensor& runningMean1, const at::Tensor& runningVar1, const at::Tensor& dw, const at::Tensor& weight2,
-                            const at::Tensor& bias2, const at::Tensor& runningMean2, const at::Tensor& runningVar2, double momentum, double eps) {
+  using Args = InvertedMiddleArgs;
+  // What backward needs, by name.
+  struct Saved {
+    at::Tensor h1, weight1, bias1, mean1, invstd1, dw, h2, weight2, bias2, mean2, invstd2;
+    template <typename F>
+    void each(F&& f) { f(h1); f(weight1); f(bias1); f(mean1); f(invstd1); f(dw); f(h2); f(weight2); f(bias2); f(mean2); f(invstd2); }
+  };
+
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::TensorList, const Args& a) {
+    const at::Tensor& h1 = a.h1;
     const int64_t E = h1.size(1), M = h1.numel() / E;
     const float* xp = h1.data_ptr<float>();
     // bn1: statistics of h1
-    auto f1 = bnForwardRows(xp, M, E, eps, weight1, bias1, h1.options());
+    auto f1 = bnForwardRows(xp, M, E, a.eps, a.bn1.weight, a.bn1.bias, h1.options());
     auto h2 = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
-    auto m2 = middleForwardPass(h1, f1.a.data(), f1.shift.data(), dw, h2);
-    auto f2 = bnForward<float>(m2, M, E, eps, weight2, bias2, h1.options());
+    auto m2 = middleForwardPass(h1, f1.a.data(), f1.shift.data(), a.dw, h2);
+    auto f2 = bnForward<float>(m2, M, E, a.eps, a.bn2.weight, a.bn2.bias, h1.options());
     auto a2 = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
     const float* h2p = h2.data_ptr<float>();
     float* a2p = a2.data_ptr<float>();
     at::parallel_for(0, M, kGrain, [&](int64_t b, int64_t e) { normRowsT(h2p + b * E, e - b, E, f2.a.data(), f2.shift.data(), 0.0f, 6.0f, a2p + b * E); });
-    bnUpdateRunning(runningMean1, runningVar1, f1, momentum);
-    bnUpdateRunning(runningMean2, runningVar2, f2, momentum);
-    ctx->save_for_backward({h1, weight1, bias1, f1.mean, f1.invstd, dw, h2, weight2, bias2, f2.mean, f2.invstd});
+    bnUpdateRunning(a.bn1.runningMean, a.bn1.runningVar, f1, a.momentum);
+    bnUpdateRunning(a.bn2.runningMean, a.bn2.runningVar, f2, a.momentum);
+    save(ctx, Saved{h1, a.bn1.weight, a.bn1.bias, f1.mean, f1.invstd, a.dw, h2, a.bn2.weight, a.bn2.bias, f2.mean, f2.invstd});
     return a2;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
-    auto s = ctx->get_saved_variables();
-    const auto &h1 = s[0], &weight1 = s[1], &bias1 = s[2], &mean1 = s[3], &invstd1 = s[4], &dw = s[5];
-    const auto &h2 = s[6], &weight2 = s[7], &bias2 = s[8], &mean2 = s[9], &invstd2 = s[10];
-    const int64_t E = h1.size(1), M = h1.numel() / E;
+    const auto s = load<Saved>(ctx);
+    const int64_t E = s.h1.size(1), M = s.h1.numel() / E;
     auto g = grads[0].contiguous(at::MemoryFormat::ChannelsLast);
-    const float *gp = g.data_ptr<float>(), *xp = h1.data_ptr<float>(), *h2p = h2.data_ptr<float>();
+    const float *gp = g.data_ptr<float>(), *xp = s.h1.data_ptr<float>(), *h2p = s.h2.data_ptr<float>();
     std::vector<float> a1v, b1v, a2, b2;
-    bnAffine(weight1, bias1, mean1, invstd1, a1v, b1v);
-    bnAffine(weight2, bias2, mean2, invstd2, a2, b2);
+    bnAffine(s.weight1, s.bias1, s.mean1, s.invstd1, a1v, b1v);
+    bnAffine(s.weight2, s.bias2, s.mean2, s.invstd2, a2, b2);
     // bn2 (+ReLU6) backward: its reductions, then its input gradient dh2 on the fly below
-    auto k2 = bnBackwardRows(gp, h2p, M, E, a2, b2, 0.0f, 6.0f, weight2, mean2, invstd2);
-    auto gm = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
-    auto acc = middleBackwardPass(g, h1, h2, a1v.data(), b1v.data(), a2.data(), b2.data(), k2, mean1, dw, gm);
+    auto k2 = bnBackwardRows(gp, h2p, M, E, a2, b2, 0.0f, 6.0f, s.weight2, s.mean2, s.invstd2);
+    auto gm = at::empty_like(s.h1, at::MemoryFormat::ChannelsLast);
+    auto acc = middleBackwardPass(g, s.h1, s.h2, a1v.data(), b1v.data(), a2.data(), b2.data(), k2, s.mean1, s.dw, gm);
     const float* gmp = gm.data_ptr<float>();
-    auto k1 = bnBackward<float>(acc.data() + 9 * E, acc.data() + 10 * E, M, weight1, mean1, invstd1);
+    auto k1 = bnBackward<float>(acc.data() + 9 * E, acc.data() + 10 * E, M, s.weight1, s.mean1, s.invstd1);
     // bn1's input gradient from gm
-    auto dh1 = at::empty_like(h1, at::MemoryFormat::ChannelsLast);
+    auto dh1 = at::empty_like(s.h1, at::MemoryFormat::ChannelsLast);
     float* dp = dh1.data_ptr<float>();
     const float inf = std::numeric_limits<float>::infinity();
     at::parallel_for(0, M, kGrain, [&](int64_t b, int64_t e) {
       gradInputRowsT(gmp + b * E, xp + b * E, e - b, E, a1v.data(), b1v.data(), -inf, inf, k1.k1.data(), k1.k2.data(), k1.k3.data(), dp + b * E);
     });
-    auto ddw = depthwiseGrad(acc, E, dw.options());
-    const at::Tensor none;
-    return {dh1, k1.dweight, k1.dbias, none, none, ddw, k2.dweight, k2.dbias, none, none, none, none};
+    auto out = gradientsFor<Args>();
+    out[Args::kH1] = dh1;
+    out[Args::kBn1Weight] = k1.dweight;
+    out[Args::kBn1Bias] = k1.dbias;
+    out[Args::kDw] = depthwiseGrad(acc, E, s.dw.options());
+    out[Args::kBn2Weight] = k2.dweight;
+    out[Args::kBn2Bias] = k2.dbias;
+    return out;
   }
 };
 
@@ -361,23 +373,32 @@ inline bool invertedMiddleApplies(const at::Tensor& h1, const at::Tensor& dw) {
          dw.size(2) == 3 && dw.size(3) == 3;
 }
 
-// Every batch-norm tensor of a fused op has E values of x's dtype; else an error naming the op.
-inline void checkNorms(const char* op, const at::Tensor& x, int64_t E, std::initializer_list<const at::Tensor*> tensors) {
-  for (const auto* t : tensors) {
-    if (!t->defined() || t->numel() != E) {
-      std::ostringstream s;
-      s << op << ": every batch-norm tensor must have " << E << " values, got " << (t->defined() ? t->sizes() : at::IntArrayRef{});
-      throw std::invalid_argument(s.str());
+// Every tensor of a fused op's batch norms has E values of x's dtype; else an error naming the op.
+inline void checkNorms(const char* op, const at::Tensor& x, int64_t E, std::initializer_list<const NormTensors*> norms) {
+  for (const auto* n : norms) {
+    for (const auto* t : {&n->weight, &n->bias, &n->runningMean, &n->runningVar}) {
+      if (!t->defined() || t->numel() != E) {
+        std::ostringstream s;
+        s << op << ": every batch-norm tensor must have " << E << " values, got " << (t->defined() ? t->sizes() : at::IntArrayRef{});
+        throw std::invalid_argument(s.str());
+      }
+      checkPerChannel(*t, x, E, op);
     }
-    checkPerChannel(*t, x, E, op);
   }
+}
+
+// A batch norm's tensors as a fused op's forward reads them: weight and bias contiguous (a
+// differentiable copy where they are views), the running statistics as they are (updated in place).
+inline NormTensors withContiguousAffine(NormTensors n) {
+  n.weight = n.weight.contiguous();
+  n.bias = n.bias.contiguous();
+  return n;
 }
 
 // relu6(bn2(depthwise3x3(relu6(bn1(h1))))) in training mode (batch statistics; running ones
 // updated); every per-channel tensor has E float32 values.
-inline at::Tensor invertedMiddle(const at::Tensor& h1, const at::Tensor& weight1, const at::Tensor& bias1, const at::Tensor& runningMean1,
-                                 const at::Tensor& runningVar1, const at::Tensor& dw, const at::Tensor& weight2, const at::Tensor& bias2,
-                                 const at::Tensor& runningMean2, const at::Tensor& runningVar2, double momentum, double eps) {
+inline at::Tensor invertedMiddle(const InvertedMiddleArgs& args) {
+  const at::Tensor &h1 = args.h1, &dw = args.dw;
   if (!invertedMiddleApplies(h1, dw)) {
     std::ostringstream s;
     s << "invertedMiddle: needs float32 channels-last input [N, E, H, W] with E a multiple of 16 and weight [E, 1, 3, 3]; got input " << h1.sizes() << " "
@@ -385,9 +406,12 @@ inline at::Tensor invertedMiddle(const at::Tensor& h1, const at::Tensor& weight1
       << dw.scalar_type();
     throw std::invalid_argument(s.str());
   }
-  checkNorms("invertedMiddle", h1, h1.size(1), {&weight1, &bias1, &runningMean1, &runningVar1, &weight2, &bias2, &runningMean2, &runningVar2});
-  return InvertedMiddle::apply(h1, weight1.contiguous(), bias1.contiguous(), runningMean1, runningVar1, dw.contiguous(), weight2.contiguous(), bias2.contiguous(),
-                               runningMean2, runningVar2, momentum, eps);
+  checkNorms("invertedMiddle", h1, h1.size(1), {&args.bn1, &args.bn2});
+  auto a = args;
+  a.bn1 = withContiguousAffine(a.bn1);
+  a.bn2 = withContiguousAffine(a.bn2);
+  a.dw = a.dw.contiguous();
+  return applyNamed<InvertedMiddle>(a);
 }
 
 }  // namespace compnet

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeGenerated } from './gen-native-ops.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const SUPPORTED = /^1\.13\./; // the API this binding is written and tested against
@@ -62,6 +63,14 @@ function nodeGyp() {
   for (const p of [join(npmDir, 'node_modules/node-gyp/bin/node-gyp.js'), join(npmDir, 'lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js')])
     if (existsSync(p)) return p;
   fail('Could not find node-gyp (it ships with npm). Install npm, or set npm_config_node_gyp.');
+}
+
+// The op glue (C++ registration, TypeScript signatures) comes from native/ops.json; regenerate it
+// first so a changed table is never compiled against stale glue. Writes only what changed.
+try {
+  for (const path of writeGenerated()) console.log(`compnet: regenerated ${path} from native/ops.json`);
+} catch (e) {
+  fail(e.message);
 }
 
 const args = [nodeGyp(), 'rebuild', '--release'];

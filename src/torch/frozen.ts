@@ -8,9 +8,11 @@
  * only after checking its outputs (libtorch 1.13.1's frozen clamp is wrong for some shapes).
  */
 import { Tensor, runAct, runOp } from './tensor.js';
+import type { ModuleHandle } from './native.js';
 
 export class FrozenModule {
-  #id: number;
+  /** Undefined once disposed. */
+  #id: ModuleHandle | undefined;
 
   /**
    * Compiles `source` (TorchScript defining `forward`), with each named tensor as a constant
@@ -19,28 +21,32 @@ export class FrozenModule {
   constructor(source: string, attributes: Record<string, Tensor>) {
     const names = Object.keys(attributes);
     const ts = Object.values(attributes);
-    this.#id = runAct<number>('jitFreeze', ts, [source, names, ts.map((t) => t.handle)]);
+    this.#id = runAct('jitFreeze', ts, source, names, ts.map((t) => t.handle));
   }
 
   get disposed(): boolean {
-    return this.#id < 0;
+    return this.#id === undefined;
+  }
+
+  #live(): ModuleHandle {
+    if (this.#id === undefined) throw new Error('frozen module was already disposed');
+    return this.#id;
   }
 
   /** Runs `forward` without gradients; the result is a new tensor. */
   forward(...inputs: Tensor[]): Tensor {
-    if (this.#id < 0) throw new Error('frozen module was already disposed');
-    return runOp('jitForward', inputs, [this.#id, inputs.map((t) => t.handle)]);
+    return runOp('jitForward', inputs, this.#live(), inputs.map((t) => t.handle));
   }
 
   /** The optimised TorchScript graph as text (diagnostics: which ops run). */
   graph(): string {
-    return runAct<string>('jitGraph', [], [this.#id]);
+    return runAct('jitGraph', [], this.#live());
   }
 
   /** Frees the native module. Idempotent. */
   dispose(): void {
-    if (this.#id < 0) return;
-    runAct('jitFree', [], [this.#id]);
-    this.#id = -1;
+    if (this.#id === undefined) return;
+    runAct('jitFree', [], this.#id);
+    this.#id = undefined;
   }
 }

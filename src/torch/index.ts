@@ -3,3 +3,4 @@ export * from './tensor.js';
 export * from './nn.js';
 export * from './optim.js';
 export * from './frozen.js';
+export * from './profile.js';

@@ -1,64 +1,37 @@
 /**
- * Loads compnet's native libtorch binding and declares its raw, handle-based interface.
- * Nothing outside `src/torch/` should import this file: use the typed `Tensor` layer.
+ * Loads compnet's native libtorch binding, typed by the `NativeTorch` interface generated from
+ * native/ops.json (native.generated.ts). Nothing outside `src/torch/` imports this file: use the
+ * typed `Tensor` layer.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { nativeOpNames, type Handle, type NativeTorch } from './native.generated.js';
 
-/** A tensor handle: an integer key into the native handle table. */
-export type Handle = number;
-
-export interface ParamGroupSpec {
-  params: Handle[];
-  lr: number;
-  weightDecay: number;
-}
-
-/** The raw native interface (see native/compnet_torch.cc). */
-export interface NativeTorch {
-  version(): { torch: string; cxx11Abi: boolean; parallel: string };
-  setNumThreads(n: number): void;
-  getNumThreads(): number;
-  manualSeed(seed: number): void;
-  gradEnabled(): boolean;
-  setGradEnabled(on: boolean): boolean;
-  liveTensors(): number;
-  liveOptimizers(): number;
-  free(h: Handle): void;
-  fromArray(data: ArrayBufferView, shape: number[], dtype: string): Handle;
-  toArray(h: Handle): Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
-  item(h: Handle): number;
-  shape(h: Handle): number[];
-  dtype(h: Handle): string;
-  isChannelsLast(h: Handle): boolean;
-  zeros(shape: number[], dtype: string): Handle;
-  ones(shape: number[], dtype: string): Handle;
-  full(shape: number[], value: number, dtype: string): Handle;
-  randn(shape: number[]): Handle;
-  rand(shape: number[]): Handle;
-  randint(high: number, shape: number[]): Handle;
-  randperm(n: number): Handle;
-  setRequiresGrad(h: Handle, on: boolean): void;
-  requiresGrad(h: Handle): boolean;
-  grad(h: Handle): Handle | null;
-  zeroGrad(h: Handle): void;
-  backward(h: Handle, grad?: Handle | null): void;
-  detach(h: Handle): Handle;
-  clone(h: Handle): Handle;
-  copyInto(dst: Handle, src: Handle): void;
-  fillInto(dst: Handle, value: number): void;
-  [binaryOrUnary: string]: unknown;
-}
+export type * from './native.generated.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const candidates = ['../../build/Release/compnet_torch.node', '../../build/Debug/compnet_torch.node'];
 
+/**
+ * Every op of the table must be a function of the loaded binding: a binary built from an older
+ * table fails here, naming what it lacks, instead of at the first call of a missing op.
+ */
+function checkOps(binding: Record<string, unknown>, path: string): NativeTorch {
+  const missing = nativeOpNames.filter((name) => typeof binding[name] !== 'function');
+  if (missing.length)
+    throw new Error(
+      `compnet: the native binding at ${path} was built from an older native/ops.json: it lacks ${missing.join(', ')}.\n` +
+        'Rebuild it with `npm run build:native`.',
+    );
+  return binding as unknown as NativeTorch;
+}
+
 function load(): NativeTorch {
   const require = createRequire(import.meta.url);
   for (const rel of candidates) {
-    const path = new URL(rel, import.meta.url);
-    if (existsSync(path)) return require(fileURLToPath(path)) as NativeTorch;
+    const path = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(path)) return checkOps(require(path) as Record<string, unknown>, path);
   }
   throw new Error(
     `compnet: the native libtorch binding is not built (looked for ${candidates.join(', ')} from ${here}).\n` +
@@ -69,9 +42,13 @@ function load(): NativeTorch {
 /** The loaded binding (loaded once, on first import). */
 export const native: NativeTorch = load();
 
-/** Calls a native function by name; the typed layer uses this for the many shape-generic ops. */
-export function call<T = Handle>(name: string, ...args: unknown[]): T {
-  const fn = native[name] as ((...a: unknown[]) => T) | undefined;
-  if (typeof fn !== 'function') throw new Error(`compnet: native op '${name}' does not exist`);
-  return fn(...args);
+/** The ops of the binding whose result is a new tensor handle. */
+export type TensorOp = { [K in keyof NativeTorch]: ReturnType<NativeTorch[K]> extends Handle ? K : never }[keyof NativeTorch];
+
+/**
+ * Calls op `name` with typed arguments. The lookup happens at each call (not once at load), so a
+ * profiler that wraps the binding's functions (profile.ts) sees every call.
+ */
+export function callNative<K extends keyof NativeTorch>(name: K, ...args: Parameters<NativeTorch[K]>): ReturnType<NativeTorch[K]> {
+  return (native[name] as (...a: Parameters<NativeTorch[K]>) => ReturnType<NativeTorch[K]>)(...args);
 }

@@ -1,6 +1,6 @@
 /** Neural-network functions over `Tensor` (functional style: weights are passed in). */
-import { Tensor, runOp } from './tensor.js';
-import { call } from './native.js';
+import { Tensor, runOp, runAct } from './tensor.js';
+import type { Handle, NormTensors } from './native.js';
 
 export interface Conv2dOptions {
   stride?: number;
@@ -16,7 +16,7 @@ export function conv2d(x: Tensor, w: Tensor, o: Conv2dOptions = {}): Tensor {
   const p = o.padding ?? 0;
   const d = o.dilation ?? 1;
   const ins = o.bias ? [x, w, o.bias] : [x, w];
-  return runOp('conv2d', ins, [x.handle, w.handle, o.bias?.handle ?? null, [s, s], [p, p], [d, d], o.groups ?? 1]);
+  return runOp('conv2d', ins, x.handle, w.handle, o.bias?.handle ?? null, [s, s], [p, p], [d, d], o.groups ?? 1);
 }
 
 /** Batch norm's default epsilon (libtorch's and PyTorch's); folding batch norm must use the same. */
@@ -34,21 +34,26 @@ export interface BatchNormArgs {
   eps?: number;
 }
 
-/** The tensors of a batch norm (for lifetime checks) and their native handles, absent ones as null. */
-function normOperands(x: Tensor, a: Omit<BatchNormArgs, 'training'>): { ins: Tensor[]; handles: (number | null)[] } {
+/**
+ * A batch norm's operands as the native ops take them (absent tensors null, the defaults filled
+ * in), and its tensors (for the error message's shapes).
+ */
+function normOperands(x: Tensor, a: Omit<BatchNormArgs, 'training'>) {
   const opt = [a.weight, a.bias, a.runningMean, a.runningVar];
-  return { ins: [x, ...opt.filter((t): t is Tensor => !!t)], handles: [x.handle, ...opt.map((t) => t?.handle ?? null)] };
+  const handle = (t: Tensor | null | undefined): Handle | null => t?.handle ?? null;
+  return {
+    ins: [x, ...opt.filter((t): t is Tensor => !!t)],
+    args: {
+      x: x.handle, weight: handle(a.weight), bias: handle(a.bias), runningMean: handle(a.runningMean), runningVar: handle(a.runningVar),
+      momentum: a.momentum ?? 0.1, eps: a.eps ?? BN_EPS,
+    },
+  };
 }
 
 /** Batch normalisation over the channel dimension (dim 1). Running stats are updated in place. */
 export function batchNorm(x: Tensor, a: BatchNormArgs): Tensor {
-  const { ins, handles } = normOperands(x, a);
-  return runOp('batchNorm', ins, [
-    ...handles,
-    a.training,
-    a.momentum ?? 0.1,
-    a.eps ?? BN_EPS,
-  ]);
+  const { ins, args } = normOperands(x, a);
+  return runOp('batchNorm', ins, { ...args, training: a.training });
 }
 
 /**
@@ -58,14 +63,8 @@ export function batchNorm(x: Tensor, a: BatchNormArgs): Tensor {
  * channels-last 4-D or contiguous 2-D, float32 or float64.
  */
 export function batchNormClamp(x: Tensor, a: Omit<BatchNormArgs, 'training'> & { min: number; max: number }): Tensor {
-  const { ins, handles } = normOperands(x, a);
-  return runOp('batchNormClamp', ins, [
-    ...handles,
-    a.momentum ?? 0.1,
-    a.eps ?? BN_EPS,
-    a.min,
-    a.max,
-  ]);
+  const { ins, args } = normOperands(x, a);
+  return runOp('batchNormClamp', ins, { ...args, min: a.min, max: a.max });
 }
 
 /** A training-mode batch norm's parameters and running statistics (all present). */
@@ -76,8 +75,13 @@ export interface BatchNormParams {
   runningVar: Tensor;
 }
 
-/** A fused op's batch-norm operands, in the native op's order. */
-const bnOperands = (p: BatchNormParams): Tensor[] => [p.weight, p.bias, p.runningMean, p.runningVar];
+const normTensors = (p: BatchNormParams): Tensor[] => [p.weight, p.bias, p.runningMean, p.runningVar];
+const normHandles = (p: BatchNormParams): NormTensors => ({
+  weight: p.weight.handle,
+  bias: p.bias.handle,
+  runningMean: p.runningMean.handle,
+  runningVar: p.runningVar.handle,
+});
 
 /**
  * `relu6(bn2(depthwise3x3(relu6(bn1(h1)))))`, the middle of an inverted-residual block, in
@@ -87,8 +91,8 @@ const bnOperands = (p: BatchNormParams): Tensor[] => [p.weight, p.bias, p.runnin
  * `invertedMiddleApplies`), `dw` `[E, 1, 3, 3]`; zero padding, stride 1.
  */
 export function invertedMiddle(h1: Tensor, bn1: BatchNormParams, dw: Tensor, bn2: BatchNormParams, momentum = 0.1, eps = BN_EPS): Tensor {
-  const ins = [h1, ...bnOperands(bn1), dw, ...bnOperands(bn2)];
-  return runOp('invertedMiddle', ins, [...ins.map((t) => t.handle), momentum, eps]);
+  const ins = [h1, ...normTensors(bn1), dw, ...normTensors(bn2)];
+  return runOp('invertedMiddle', ins, { h1: h1.handle, bn1: normHandles(bn1), dw: dw.handle, bn2: normHandles(bn2), momentum, eps });
 }
 
 /** Whether `invertedMiddle` takes this input and depthwise weight. */
@@ -121,23 +125,56 @@ export function invertedBranch(
   bn3: BatchNormParams,
   o: { residual: boolean; momentum?: number; eps?: number },
 ): Tensor {
-  const ins = [x, w1, ...bnOperands(bn1), dw, ...bnOperands(bn2), w3, ...bnOperands(bn3)];
-  return runOp('invertedBranch', ins, [...ins.map((t) => t.handle), o.residual, o.momentum ?? 0.1, o.eps ?? BN_EPS]);
+  const ins = [x, w1, ...normTensors(bn1), dw, ...normTensors(bn2), w3, ...normTensors(bn3)];
+  return runOp('invertedBranch', ins, {
+    x: x.handle,
+    w1: w1.handle,
+    bn1: normHandles(bn1),
+    dw: dw.handle,
+    bn2: normHandles(bn2),
+    w3: w3.handle,
+    bn3: normHandles(bn3),
+    residual: o.residual,
+    momentum: o.momentum ?? 0.1,
+    eps: o.eps ?? BN_EPS,
+  });
 }
 
 /** Whether `invertedBranch` takes these tensors on this CPU. */
 export function invertedBranchApplies(x: Tensor, w1: Tensor, dw: Tensor, w3: Tensor, residual: boolean): boolean {
-  return call<boolean>('invertedBranchApplies', x.handle, w1.handle, dw.handle, w3.handle, residual);
+  return runAct('invertedBranchApplies', [x, w1, dw, w3], x.handle, w1.handle, dw.handle, w3.handle, residual);
 }
 
 /** `x @ w^T + b`. */
 export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
-  return runOp('linear', b ? [x, w, b] : [x, w], [x.handle, w.handle, b?.handle ?? null]);
+  return runOp('linear', b ? [x, w, b] : [x, w], x.handle, w.handle, b?.handle ?? null);
+}
+
+export interface CrossEntropyOptions {
+  /**
+   * Mixes the one-hot target with the uniform distribution: the target puts 1 - s + s/K on the
+   * label and s/K on every other class (libtorch's `label_smoothing`). 0 (the default) is plain
+   * cross-entropy, computed exactly as without the option.
+   */
+  labelSmoothing?: number;
 }
 
 /** Mean cross-entropy of logits `[B, K]` against int64 class indices `[B]`. */
-export function crossEntropy(logits: Tensor, target: Tensor): Tensor {
-  return runOp('crossEntropy', [logits, target], [logits.handle, target.handle]);
+export function crossEntropy(logits: Tensor, target: Tensor, o: CrossEntropyOptions = {}): Tensor {
+  const s = o.labelSmoothing ?? 0;
+  if (!(s >= 0 && s <= 1)) throw new Error(`crossEntropy: labelSmoothing must be in [0, 1], got ${s}`);
+  return runOp('crossEntropy', [logits, target], logits.handle, target.handle, s);
+}
+
+/**
+ * Dropout: in training, zeroes each element with probability `p` (from libtorch's generator, see
+ * `manualSeed`) and scales the others by 1/(1-p), so the expected value is unchanged. Otherwise
+ * (or with p = 0) it returns `x`'s values unchanged, as libtorch does: a new tensor sharing `x`'s
+ * storage, not a copy.
+ */
+export function dropout(x: Tensor, p: number, training: boolean): Tensor {
+  if (!(p >= 0 && p <= 1)) throw new Error(`dropout: p must be in [0, 1], got ${p}`);
+  return runOp('dropout', [x], x.handle, p, training);
 }
 
 /** Entropy (nats) of each row of a probability matrix, computed stably from logits. */

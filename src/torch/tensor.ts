@@ -6,12 +6,10 @@
  * reach gigabytes within a few training steps, because V8 cannot see native allocations. A
  * FinalizationRegistry exists only as a safety net for handles a caller forgot.
  */
-import { native, call, type Handle } from './native.js';
+import { native, callNative, type Handle, type NativeTorch, type TensorOp } from './native.js';
+import type { DType, TorchVersion, TypedArray } from './native.js';
 
-/** Element types a tensor may have. */
-export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'uint8' | 'bool';
-/** Typed arrays tensors are created from and copied out to. */
-export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
+export type { DType, TorchVersion, TypedArray } from './native.js';
 
 const finalizer = new FinalizationRegistry<Handle>((h) => {
   try {
@@ -29,31 +27,26 @@ function describe(inputs: readonly Tensor[]): string {
 }
 
 /**
- * Runs one native op and wraps its handle. A native failure becomes an Error naming the op and
- * the shapes of its tensor inputs.
+ * Runs a native op (typed by the generated `NativeTorch`) and returns its result. A native failure
+ * becomes an Error naming the op and the shapes of its tensor inputs.
  */
-function op(name: string, inputs: readonly Tensor[], args: unknown[]): Tensor {
-  let h: Handle;
+function act<K extends keyof NativeTorch>(name: K, inputs: readonly Tensor[], ...args: Parameters<NativeTorch[K]>): ReturnType<NativeTorch[K]> {
   try {
-    h = call<Handle>(name, ...args);
+    return callNative(name, ...args);
   } catch (e) {
     throw new Error(`${name}(${describe(inputs)}): ${(e as Error).message}`);
   }
-  return new Tensor(h);
 }
 
-/** Runs a native call that returns no tensor, with the same error wrapping as `op`. */
-function act<T>(name: string, inputs: readonly Tensor[], args: unknown[]): T {
-  try {
-    return call<T>(name, ...args);
-  } catch (e) {
-    throw new Error(`${name}(${describe(inputs)}): ${(e as Error).message}`);
-  }
+/** Runs a native op that makes a tensor and wraps its handle, with `act`'s error wrapping. */
+function op<K extends TensorOp>(name: K, inputs: readonly Tensor[], ...args: Parameters<NativeTorch[K]>): Tensor {
+  return new Tensor(act(name, inputs, ...args) as Handle);
 }
 
 /** A libtorch tensor owned by JavaScript. Dispose it, or create it inside `tidy`. */
 export class Tensor {
-  #h: Handle;
+  /** Undefined once disposed. */
+  #h: Handle | undefined;
   #shape: number[] | undefined;
 
   /** @internal Wraps a fresh native handle; registers it with the innermost scope. */
@@ -65,28 +58,28 @@ export class Tensor {
 
   /** @internal The native handle; throws if the tensor was disposed. */
   get handle(): Handle {
-    if (this.#h < 0) throw new Error('tensor was already disposed');
+    if (this.#h === undefined) throw new Error('tensor was already disposed');
     return this.#h;
   }
 
   get disposed(): boolean {
-    return this.#h < 0;
+    return this.#h === undefined;
   }
 
   /** Frees this handle now. Views of the same storage stay valid. Idempotent. */
   dispose(): void {
-    if (this.#h < 0) return;
+    if (this.#h === undefined) return;
     native.free(this.#h);
     finalizer.unregister(this);
     for (const s of scopes) s.delete(this);
-    this.#h = -1;
+    this.#h = undefined;
   }
 
   get shape(): number[] {
     return (this.#shape ??= native.shape(this.handle));
   }
   get dtype(): DType {
-    return native.dtype(this.handle) as DType;
+    return native.dtype(this.handle);
   }
   get numel(): number {
     return this.shape.reduce((a, b) => a * b, 1);
@@ -98,7 +91,7 @@ export class Tensor {
   // ---- data out --------------------------------------------------------------------------------
   /** A contiguous CPU copy of the data. */
   data(): TypedArray {
-    return act('toArray', [this], [this.handle]);
+    return act('toArray', [this], this.handle);
   }
   /** The data as float32 (converting if needed). */
   toFloat32(): Float32Array {
@@ -107,7 +100,7 @@ export class Tensor {
   }
   /** The single value of a one-element tensor. */
   item(): number {
-    return act('item', [this], [this.handle]);
+    return act('item', [this], this.handle);
   }
   /** Nested-free summary for debugging. */
   toString(): string {
@@ -120,165 +113,141 @@ export class Tensor {
   }
   /** Marks this tensor as a leaf that accumulates gradients. Returns `this`. */
   setRequiresGrad(on = true): this {
-    act('setRequiresGrad', [this], [this.handle, on]);
+    act('setRequiresGrad', [this], this.handle, on);
     return this;
   }
   /** The accumulated gradient as a new handle (null if none yet). */
   grad(): Tensor | null {
-    const h = act<Handle | null>('grad', [this], [this.handle]);
+    const h = act('grad', [this], this.handle);
     return h === null ? null : new Tensor(h);
   }
   /** Drops the accumulated gradient. */
   zeroGrad(): void {
-    act('zeroGrad', [this], [this.handle]);
+    act('zeroGrad', [this], this.handle);
   }
   /** Backpropagates from this (scalar) tensor. */
   backward(gradient?: Tensor): void {
-    act('backward', gradient ? [this, gradient] : [this], [this.handle, gradient?.handle ?? null]);
+    act('backward', gradient ? [this, gradient] : [this], this.handle, gradient?.handle ?? null);
   }
   detach(): Tensor {
-    return op('detach', [this], [this.handle]);
+    return op('detach', [this], this.handle);
   }
   clone(): Tensor {
-    return op('clone', [this], [this.handle]);
+    return op('clone', [this], this.handle);
   }
   /** Copies `src` into this tensor in place (never recorded by autograd). */
   assign(src: Tensor): void {
-    act('copyInto', [this, src], [this.handle, src.handle]);
+    act('copyInto', [this, src], this.handle, src.handle);
   }
   /** Fills this tensor in place (never recorded by autograd). */
   fill(value: number): void {
-    act('fillInto', [this], [this.handle, value]);
+    act('fillInto', [this], this.handle, value);
   }
 
   // ---- elementwise -------------------------------------------------------------------------------
   add(o: Tensor | number): Tensor {
-    return typeof o === 'number' ? op('addScalar', [this], [this.handle, o]) : op('add', [this, o], [this.handle, o.handle]);
+    return typeof o === 'number' ? op('addScalar', [this], this.handle, o) : op('add', [this, o], this.handle, o.handle);
   }
   sub(o: Tensor | number): Tensor {
-    return typeof o === 'number' ? op('addScalar', [this], [this.handle, -o]) : op('sub', [this, o], [this.handle, o.handle]);
+    return typeof o === 'number' ? op('addScalar', [this], this.handle, -o) : op('sub', [this, o], this.handle, o.handle);
   }
   mul(o: Tensor | number): Tensor {
-    return typeof o === 'number' ? op('mulScalar', [this], [this.handle, o]) : op('mul', [this, o], [this.handle, o.handle]);
+    return typeof o === 'number' ? op('mulScalar', [this], this.handle, o) : op('mul', [this, o], this.handle, o.handle);
   }
   div(o: Tensor | number): Tensor {
-    return typeof o === 'number' ? op('mulScalar', [this], [this.handle, 1 / o]) : op('div', [this, o], [this.handle, o.handle]);
+    return typeof o === 'number' ? op('mulScalar', [this], this.handle, 1 / o) : op('div', [this, o], this.handle, o.handle);
   }
   pow(p: number): Tensor {
-    return op('powScalar', [this], [this.handle, p]);
+    return op('powScalar', [this], this.handle, p);
   }
   eq(o: Tensor): Tensor {
-    return op('eq', [this, o], [this.handle, o.handle]);
+    return op('eq', [this, o], this.handle, o.handle);
   }
   maximum(o: Tensor): Tensor {
-    return op('maximum', [this, o], [this.handle, o.handle]);
+    return op('maximum', [this, o], this.handle, o.handle);
   }
   clamp(min: number, max: number): Tensor {
-    return op('clamp', [this], [this.handle, min, max]);
+    return op('clamp', [this], this.handle, min, max);
   }
   neg(): Tensor {
-    return op('neg', [this], [this.handle]);
+    return op('neg', [this], this.handle);
   }
   exp(): Tensor {
-    return op('exp', [this], [this.handle]);
+    return op('exp', [this], this.handle);
   }
   log(): Tensor {
-    return op('log', [this], [this.handle]);
+    return op('log', [this], this.handle);
   }
   sqrt(): Tensor {
-    return op('sqrt', [this], [this.handle]);
+    return op('sqrt', [this], this.handle);
   }
   abs(): Tensor {
-    return op('abs', [this], [this.handle]);
-  }
-  relu(): Tensor {
-    return op('relu', [this], [this.handle]);
+    return op('abs', [this], this.handle);
   }
   relu6(): Tensor {
-    return op('relu6', [this], [this.handle]);
+    return op('relu6', [this], this.handle);
   }
   /**
    * ReLU6 in place; returns `this`. Only where autograd does not need this tensor's old values
    * (e.g. a fresh batch-norm output): libtorch's version check rejects misuse at backward.
    */
   relu6_(): this {
-    act('relu6_', [this], [this.handle]);
+    act('relu6_', [this], this.handle);
     return this;
   }
   hardswish(): Tensor {
-    return op('hardswish', [this], [this.handle]);
-  }
-  sigmoid(): Tensor {
-    return op('sigmoid', [this], [this.handle]);
-  }
-  tanh(): Tensor {
-    return op('tanh', [this], [this.handle]);
+    return op('hardswish', [this], this.handle);
   }
   to(dtype: DType): Tensor {
-    return op('toDtype', [this], [this.handle, dtype]);
+    return op('toDtype', [this], this.handle, dtype);
   }
 
   // ---- reductions --------------------------------------------------------------------------------
   sum(dims?: number[], keepDim = false): Tensor {
-    return op('sum', [this], [this.handle, dims ?? null, keepDim]);
+    return op('sum', [this], this.handle, dims ?? null, keepDim);
   }
   mean(dims?: number[], keepDim = false): Tensor {
-    return op('mean', [this], [this.handle, dims ?? null, keepDim]);
+    return op('mean', [this], this.handle, dims ?? null, keepDim);
   }
   max(): Tensor {
-    return op('max', [this], [this.handle]);
+    return op('max', [this], this.handle);
   }
   argmax(dim: number, keepDim = false): Tensor {
-    return op('argmax', [this], [this.handle, dim, keepDim]);
+    return op('argmax', [this], this.handle, dim, keepDim);
   }
   softmax(dim: number): Tensor {
-    return op('softmax', [this], [this.handle, dim]);
+    return op('softmax', [this], this.handle, dim);
   }
   logSoftmax(dim: number): Tensor {
-    return op('logSoftmax', [this], [this.handle, dim]);
+    return op('logSoftmax', [this], this.handle, dim);
   }
   /** One-hot float32 encoding of an int64 index tensor. */
   oneHot(classes: number): Tensor {
-    return op('oneHot', [this], [this.handle, classes]);
+    return op('oneHot', [this], this.handle, classes);
   }
 
   // ---- shape ---------------------------------------------------------------------------------------
   reshape(shape: number[]): Tensor {
-    return op('reshape', [this], [this.handle, shape]);
+    return op('reshape', [this], this.handle, shape);
   }
   permute(dims: number[]): Tensor {
-    return op('permute', [this], [this.handle, dims]);
+    return op('permute', [this], this.handle, dims);
   }
   transpose(d0: number, d1: number): Tensor {
-    return op('transpose', [this], [this.handle, d0, d1]);
+    return op('transpose', [this], this.handle, d0, d1);
   }
   select(dim: number, index: number): Tensor {
-    return op('select', [this], [this.handle, dim, index]);
-  }
-  narrow(dim: number, start: number, length: number): Tensor {
-    return op('narrow', [this], [this.handle, dim, start, length]);
-  }
-  indexSelect(dim: number, index: Tensor): Tensor {
-    return op('indexSelect', [this, index], [this.handle, dim, index.handle]);
-  }
-  unsqueeze(dim: number): Tensor {
-    return op('unsqueeze', [this], [this.handle, dim]);
-  }
-  squeeze(dim: number): Tensor {
-    return op('squeeze', [this], [this.handle, dim]);
-  }
-  expand(shape: number[]): Tensor {
-    return op('expand', [this], [this.handle, shape]);
+    return op('select', [this], this.handle, dim, index);
   }
   /** Contiguous copy in row-major (`contiguous`) or NHWC (`channels_last`) memory order. */
   contiguous(format: 'contiguous' | 'channels_last' = 'contiguous'): Tensor {
-    return op('contiguous', [this], [this.handle, format]);
+    return op('contiguous', [this], this.handle, format);
   }
   get isChannelsLast(): boolean {
     return native.isChannelsLast(this.handle);
   }
   matmul(o: Tensor): Tensor {
-    return op('matmul', [this, o], [this.handle, o.handle]);
+    return op('matmul', [this, o], this.handle, o.handle);
   }
 }
 
@@ -306,25 +275,20 @@ export function tensor(data: TypedArray | number[], shape?: number[], dtype?: DT
   const s = shape ?? [arr.length];
   checkShape(s, 'tensor');
   const dt = dtype ?? arrayDType(arr);
-  return op('fromArray', [], [arr, s, dt]);
+  return op('fromArray', [], arr, s, dt);
 }
-export const zeros = (shape: number[], dtype: DType = 'float32'): Tensor => (checkShape(shape, 'zeros'), op('zeros', [], [shape, dtype]));
-export const ones = (shape: number[], dtype: DType = 'float32'): Tensor => (checkShape(shape, 'ones'), op('ones', [], [shape, dtype]));
-export const full = (shape: number[], value: number, dtype: DType = 'float32'): Tensor =>
-  (checkShape(shape, 'full'), op('full', [], [shape, value, dtype]));
+export const zeros = (shape: number[], dtype: DType = 'float32'): Tensor => (checkShape(shape, 'zeros'), op('zeros', [], shape, dtype));
+export const ones = (shape: number[], dtype: DType = 'float32'): Tensor => (checkShape(shape, 'ones'), op('ones', [], shape, dtype));
 /** Standard normal samples from libtorch's generator (seed with `manualSeed`). */
-export const randn = (shape: number[]): Tensor => (checkShape(shape, 'randn'), op('randn', [], [shape]));
+export const randn = (shape: number[]): Tensor => (checkShape(shape, 'randn'), op('randn', [], shape));
 /** Uniform [0,1) samples from libtorch's generator. */
-export const rand = (shape: number[]): Tensor => (checkShape(shape, 'rand'), op('rand', [], [shape]));
+export const rand = (shape: number[]): Tensor => (checkShape(shape, 'rand'), op('rand', [], shape));
 /** Int64 class indices from an Int32Array of labels. */
 export const labels = (data: Int32Array | number[]): Tensor =>
   tensor(BigInt64Array.from(Array.from(data, (v) => BigInt(v))), [data.length], 'int64');
 
 export function stack(ts: Tensor[], dim = 0): Tensor {
-  return op('stack', ts, [ts.map((t) => t.handle), dim]);
-}
-export function cat(ts: Tensor[], dim = 0): Tensor {
-  return op('cat', ts, [ts.map((t) => t.handle), dim]);
+  return op('stack', ts, ts.map((t) => t.handle), dim);
 }
 
 // ---- scopes ---------------------------------------------------------------------------------------
@@ -388,7 +352,7 @@ export function noGrad<T>(fn: () => T): T {
  * Batch norm's running-statistics update in training mode does not raise it.
  */
 export function versionSum(ts: readonly Tensor[]): number {
-  return act('versionSum', ts, [ts.map((t) => t.handle)]);
+  return act('versionSum', ts, ts.map((t) => t.handle));
 }
 
 /** Whether autograd records operations right now. */
@@ -400,7 +364,7 @@ export function liveStats(): { tensors: number; optimizers: number } {
 }
 
 /** Live frozen TorchScript modules (see frozen.ts), for leak tests. */
-export const liveModules = (): number => call<number>('liveModules');
+export const liveModules = (): number => native.liveModules();
 
 /** Seeds libtorch's global generator (initialisation, `randn`, `rand`). */
 export const manualSeed = (seed: number): void => native.manualSeed(seed >>> 0);
@@ -408,7 +372,7 @@ export const manualSeed = (seed: number): void => native.manualSeed(seed >>> 0);
 export const setNumThreads = (n: number): void => native.setNumThreads(n);
 export const getNumThreads = (): number => native.getNumThreads();
 /** The libtorch version the binding was built against, its ABI and its parallel back-end. */
-export const torchVersion = (): { torch: string; cxx11Abi: boolean; parallel: string } => native.version();
+export const torchVersion = (): TorchVersion => native.version();
 
 /** @internal For the nn/optim modules: run a named op with error wrapping. */
 export const runOp = op;
