@@ -5,13 +5,13 @@
  * best epoch after annealing kept. Modes (multitask, transfer, adapt) differ only in what they train and how.
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { tensor, labels as labelTensor, tidy, crossEntropy, rowEntropyFromLogits, Optimizer, type ParamGroup, type Tensor } from '../torch/index.js';
+import { tensor, labels as labelTensor, tidy, crossEntropy, rowEntropyFromLogits, Optimizer, type OptimizerKind, type ParamGroup, type Tensor } from '../torch/index.js';
 import type { CompNet } from '../model/network.js';
 import { Order } from '../model/order.js';
 import type { OrderMode } from '../model/types.js';
 import { batches, type Batch, type Dataset } from '../data/dataset.js';
 import { Rng } from '../data/rng.js';
-import { temperature, cosineDecay } from './schedule.js';
+import { temperature, lrMultiplier, type LrSchedule } from './schedule.js';
 import { evaluate, recalibrate } from './evaluate.js';
 import { Snapshot } from './snapshot.js';
 import { silentReporter, type Reporter, type EpochLine } from './progress.js';
@@ -39,7 +39,14 @@ export interface LoopSettings {
   straightThroughFrom: number;
   seed: number;
   taskWeights?: Record<string, number>;
-  optimizer: 'adam' | 'adamw' | 'sgd';
+  optimizer: OptimizerKind;
+  /**
+   * How every group's learning rate decays over training: `cosine` (to 5 %, the default) or
+   * `exponential`, the authors' RMSprop schedule (`x 0.99` every 1,500 steps, continuously).
+   */
+  lrSchedule?: LrSchedule;
+  /** Label smoothing of the default cross-entropy loss (0: none). */
+  labelSmoothing?: number;
   /** Steps per epoch (default: enough for the largest task's training set). */
   stepsPerEpoch?: number;
   /**
@@ -156,7 +163,8 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
   const recal = s.recalibrationBatches ?? { epoch: 10, final: 50 };
   const soft = net.evalMode === 'soft';
   const score = spec.score ?? ((r) => Object.values(r).reduce((a, v) => a + (soft ? v.valSoft : v.valHard), 0) / Object.keys(r).length);
-  const lossFn: TaskLoss = spec.loss ?? ((_t, logits, b) => crossEntropy(logits, labelTensor(b.labels)));
+  const smoothing = { labelSmoothing: s.labelSmoothing ?? 0 };
+  const lossFn: TaskLoss = spec.loss ?? ((_t, logits, b) => crossEntropy(logits, labelTensor(b.labels), smoothing));
   let best: Snapshot | undefined = spec.resume?.best ? new Snapshot(spec.resume.best) : undefined;
   reporter.begin({ epochs: s.epochs, stepsPerEpoch, tasks: spec.tasks, startEpoch: state.epoch + 1 });
 
@@ -169,7 +177,7 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
       for (let step = 1; step <= stepsPerEpoch; step++) {
         const p = ((epoch - 1) * stepsPerEpoch + step - 1) / total;
         tau = temperature(p, s.tauStart, s.tauMin, s.annealFraction);
-        const decay = cosineDecay(p);
+        const decay = lrMultiplier(s.lrSchedule ?? 'cosine', p, (epoch - 1) * stepsPerEpoch + step - 1);
         const mode: OrderMode = p >= s.straightThroughFrom ? 'straight-through' : 'soft';
         baseLr.forEach((lr, g) => opt.setLr(g, lr * decay));
         let stepLoss = 0;

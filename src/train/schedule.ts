@@ -11,7 +11,16 @@ export function temperature(p: number, start: number, min: number, fraction: num
   return start * Math.pow(min / start, q);
 }
 
+/** How learning rates decay over training (see `LoopSettings.lrSchedule`). */
+export type LrSchedule = 'cosine' | 'exponential';
+
+/** The learning-rate multiplier at progress `p` in [0, 1], after `step` optimizer steps. */
+export function lrMultiplier(schedule: LrSchedule, p: number, step: number): number {
+  // The authors' Keras ExponentialDecay(decay_steps = 1500, rate = 0.99), not staircased.
+  return schedule === 'exponential' ? Math.pow(0.99, step / 1500) : cosineDecay(p);
+}
+
 /** Cosine decay from 1 to `floor` (a multiplier for a group's base learning rate). */
-export function cosineDecay(p: number, floor = 0.05): number {
+function cosineDecay(p: number, floor = 0.05): number {
   return floor + (1 - floor) * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, Math.max(0, p))));
 }
