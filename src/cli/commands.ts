@@ -2,7 +2,8 @@
 import { resolve } from 'node:path';
 import { loadConfigFile, type Config } from '../data/config.js';
 import { loadModel, type Manifest } from '../io/savedModel.js';
-import { trainFromConfig, loadRecordedData, type TaskDataRecord } from '../train/fromConfig.js';
+import { trainFromConfig } from '../train/fromConfig.js';
+import { loadRecordedData, type TaskDataRecord } from '../data/record.js';
 import { taskMetrics, type TaskMetrics } from '../train/evaluate.js';
 import { consoleReporter } from '../train/progress.js';
 import { accuracyTable } from '../report/accuracy.js';
