@@ -25,14 +25,22 @@ const HARMLESS = new Set(['train.threads']);
 
 const show = (v: unknown) => (v === undefined ? '(unset)' : JSON.stringify(v));
 
-/** Every leaf path where `a` and `b` differ, with both values. */
-function differences(a: unknown, b: unknown, path: string, out: { path: string; was: unknown; now: unknown }[]): void {
-  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (isObj(a) && isObj(b)) {
-    for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) differences(a[k], b[k], path ? `${path}.${k}` : k, out);
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Every leaf path where `a` and `b` differ, with both values. A field set on one side only is
+ * followed into its sub-fields (`tasks.a.limit.train`), except a whole task added or removed.
+ */
+function differences(a: unknown, b: unknown, path: string[], out: { path: string; was: unknown; now: unknown }[]): void {
+  const wholeTask = path.length === 2 && path[0] === 'tasks';
+  const follow = (isObj(a) && isObj(b)) || (!wholeTask && ((a === undefined && isObj(b)) || (b === undefined && isObj(a))));
+  if (follow) {
+    const x = (a ?? {}) as Record<string, unknown>;
+    const y = (b ?? {}) as Record<string, unknown>;
+    for (const k of new Set([...Object.keys(x), ...Object.keys(y)])) differences(x[k], y[k], [...path, k], out);
     return;
   }
-  if (JSON.stringify(a) !== JSON.stringify(b)) out.push({ path, was: a, now: b });
+  if (JSON.stringify(a) !== JSON.stringify(b)) out.push({ path: path.join('.'), was: a, now: b });
 }
 
 /**
@@ -42,7 +50,7 @@ function differences(a: unknown, b: unknown, path: string, out: { path: string; 
  */
 export function checkResume(recorded: RunRecord, given: RunRecord, completed: number, where: string): ResumeCheck {
   const diffs: { path: string; was: unknown; now: unknown }[] = [];
-  differences(recorded, given, '', diffs);
+  differences(recorded, given, [], diffs);
   const notes: string[] = [];
   const refused: string[] = [];
   for (const d of diffs) {
