@@ -13,7 +13,7 @@ const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], {
 test('every command has --help', () => {
   const top = run('--help');
   assert.equal(top.status, 0, top.stderr);
-  for (const cmd of ['demo', 'train', 'eval', 'summary', 'transfer', 'inspect', 'adapt']) {
+  for (const cmd of ['demo', 'train', 'eval', 'summary', 'transfer', 'inspect', 'adapt', 'remove-task']) {
     assert.match(top.stdout, new RegExp(`\\b${cmd}\\b`));
     const r = run(cmd, '--help');
     assert.equal(r.status, 0, r.stderr);

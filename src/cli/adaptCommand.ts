@@ -4,6 +4,7 @@ import { adaptFromFiles } from '../train/fromFiles.js';
 import { consoleReporter } from '../train/progress.js';
 import { accuracyTable } from '../report/accuracy.js';
 import { pct, table } from '../report/table.js';
+import { outputDir } from './output.js';
 
 const out = (s = '') => process.stdout.write(s + '\n');
 
@@ -28,7 +29,7 @@ function ordersTable(r: AdaptResult): string {
 
 export async function adaptCommand(
   model: string,
-  o: { target: string; objective?: string; out?: string; labels?: boolean; sources?: string; freezeOrder?: boolean; init?: string },
+  o: { target: string; objective?: string; out?: string; inPlace?: boolean; labels?: boolean; sources?: string; freezeOrder?: boolean; init?: string },
 ): Promise<void> {
   const objective = parseObjective(o.objective);
   if (o.init !== undefined && o.init !== 'mean' && o.init !== 'select') throw new Error(`--init: expected mean or select, got '${o.init}'`);
@@ -36,7 +37,7 @@ export async function adaptCommand(
   const { result: r, saved } = await adaptFromFiles(model, {
     targetFile: o.target,
     objective,
-    out: o.out,
+    out: outputDir(model, o, 'the model with the target task'),
     labels,
     sources: o.sources?.split(',').map((s) => s.trim()).filter(Boolean),
     freezeOrder: o.freezeOrder,

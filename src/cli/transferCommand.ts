@@ -4,6 +4,7 @@ import { transferFromFiles } from '../train/fromFiles.js';
 import { consoleReporter } from '../train/progress.js';
 import { accuracyTable } from '../report/accuracy.js';
 import { pct } from '../report/table.js';
+import { outputDir } from './output.js';
 
 const out = (s = '') => process.stdout.write(s + '\n');
 
@@ -14,14 +15,15 @@ function parseInit(v: string | undefined): TransferInit | undefined {
   throw new Error(`--init: expected select, random or task:NAME, got '${v}'`);
 }
 
-export async function transferCommand(model: string, o: { task: string; train: string; out?: string; init?: string; orderSearch?: boolean; minSteps?: number }): Promise<void> {
+export async function transferCommand(model: string, o: { task: string; train: string; out?: string; inPlace?: boolean; onlyNewTask?: boolean; init?: string; orderSearch?: boolean; minSteps?: number }): Promise<void> {
   const parts = parseTrainParts(o.train);
   if (o.orderSearch && !parts.includes('order')) throw new Error(`--order-search learns the order: --train must include 'order' (got ${o.train})`);
   const init = parseInit(o.init);
   const { task, result: r, saved } = await transferFromFiles(model, {
     taskFile: o.task,
     train: parts,
-    out: o.out,
+    out: outputDir(model, o, 'the model with the new task'),
+    onlyNewTask: o.onlyNewTask,
     init,
     orderLearning: o.orderSearch ? 'search' : 'gradient',
     minSteps: o.minSteps,

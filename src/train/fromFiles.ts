@@ -40,6 +40,12 @@ export interface TransferFromFilesOptions extends FromFilesCommon {
   orderLearning?: OrderLearning;
   /** At least this many optimizer steps (raises the task file's epochs). */
   minSteps?: number;
+  /**
+   * With `train: ['all']`: agree that the saved model holds only the new task. Fine-tuning the pool
+   * invalidates every other task (their orders and patches were learned on the old pool), so
+   * without this the transfer is refused rather than silently dropping them.
+   */
+  onlyNewTask?: boolean;
   onStart?: (info: StartInfo) => void;
 }
 
@@ -63,7 +69,7 @@ function withModelOutput<T>(model: string, dest: string, command: string, report
 const historyOf = (m: Manifest | undefined) => (m?.history as unknown[] | undefined) ?? [];
 
 /** `compnet transfer MODEL --task FILE --train PARTS`: learns a new task over the saved model's frozen pool and saves it. */
-export function transferFromFiles(model: string, o: TransferFromFilesOptions): Promise<TransferFromFilesResult> {
+export async function transferFromFiles(model: string, o: TransferFromFilesOptions): Promise<TransferFromFilesResult> {
   const dest = o.out ?? model;
   const all = o.train.includes('all');
   if (all && resolve(dest) === resolve(model)) throw new Error(`--train all fine-tunes a copy of the pool: give --out a new directory (not ${model})`);
@@ -71,6 +77,11 @@ export function transferFromFiles(model: string, o: TransferFromFilesOptions): P
     const { net: base, manifest } = loadModel(model);
     let trained: TransferResult['net'] | undefined;
     try {
+      if (all && !o.onlyNewTask)
+        throw new Error(
+          `--train all fine-tunes the stem and pool that the model's tasks (${base.taskNames.join(', ')}) were trained on, so they would no longer work ` +
+            `and the saved model cannot keep them; add --only-new-task to save a model holding only the new task (${model} is not changed)`,
+        );
       const tf = loadTaskFile(o.taskFile);
       setNumThreads(tf.train.threads);
       const rec = recordFor(tf.task, {
@@ -128,7 +139,7 @@ export interface AdaptFromFilesResult {
 }
 
 /** `compnet adapt MODEL --target FILE`: adds an unlabelled target domain by learning only its order, and saves the model. */
-export function adaptFromFiles(model: string, o: AdaptFromFilesOptions): Promise<AdaptFromFilesResult> {
+export async function adaptFromFiles(model: string, o: AdaptFromFilesOptions): Promise<AdaptFromFilesResult> {
   const dest = o.out ?? model;
   const warn = o.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
   return withModelOutput(model, dest, 'compnet adapt', o.reporter, async () => {
@@ -178,6 +189,32 @@ export function adaptFromFiles(model: string, o: AdaptFromFilesOptions): Promise
         history: [...historyOf(manifest), ...r.history],
       });
       return { task: tf.task.name, result: r, saved: resolve(dest) };
+    } finally {
+      net.dispose();
+    }
+  });
+}
+
+export interface RemoveTaskResult {
+  removed: string;
+  /** The tasks left, in order. */
+  remaining: string[];
+  /** The removed task's head, when no other task used it (it is removed too). */
+  removedHead?: string;
+  saved: string;
+}
+
+/** `compnet remove-task MODEL NAME`: saves the model without one task (and without its head if no other task shares it). */
+export async function removeTaskFromFiles(model: string, name: string, o: FromFilesCommon = {}): Promise<RemoveTaskResult> {
+  const dest = o.out ?? model;
+  return withModelOutput(model, dest, 'compnet remove-task', o.reporter, async () => {
+    const { net, manifest } = loadModel(model);
+    try {
+      const head = net.task(name).info.head; // unknown names fail with the list of known ones
+      if (net.taskNames.length === 1) throw new Error(`'${name}' is the only task of ${model}; a model without tasks has nothing to run, so it is not saved`);
+      net.removeTask(name);
+      saveModel(net, dest, { previous: manifest });
+      return { removed: name, remaining: net.taskNames, ...(net.heads.has(head) ? {} : { removedHead: head }), saved: resolve(dest) };
     } finally {
       net.dispose();
     }
