@@ -142,6 +142,9 @@ export function pidAlive(pid: number): boolean {
  */
 const abandoned = (pid: number) => pid === process.pid || !pidAlive(pid);
 
+/** Blocks the thread for `ms` milliseconds (only while another process finishes a rename). */
+const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
 const TEMP = /\.tmp-(\d+)-[0-9a-f]+$/;
 
 /** Removes abandoned `*.tmp-<pid>-<hex>` files and folders directly inside `dir` (e.g. of a killed write); returns their names. */
@@ -183,10 +186,11 @@ export function recoverDir(dir: string): string[] {
   if (!existsSync(parent)) return [];
   const full = join(parent, base);
   const pattern = new RegExp(`^\\.${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(tmp|old)-(\\d+)-[0-9a-f]+$`);
+  const scan = () => readdirSync(parent).map((name) => ({ name, m: pattern.exec(name) })).filter((e) => e.m !== null);
+  // A live writer between its two renames: wait (briefly) for its new directory to appear.
+  for (let i = 0; i < 200 && !existsSync(full) && scan().some((e) => e.m![1] === 'old' && !abandoned(Number(e.m![2]))); i++) sleep(5);
   const done: string[] = [];
-  const found = readdirSync(parent)
-    .map((name) => ({ name, m: pattern.exec(name) }))
-    .filter((e) => e.m && abandoned(Number(e.m[2])));
+  const found = scan().filter((e) => abandoned(Number(e.m![2])));
   for (const { name } of found.filter((e) => e.m![1] === 'old')) {
     const p = join(parent, name);
     if (!existsSync(full)) {

@@ -8,7 +8,8 @@
  *
  *   checkpoint/CURRENT                      name of the current generation
  *   checkpoint/gen-<epoch>-<hex>/model/     the network after the epoch (a saved model)
- *                               best/       the network at the best epoch so far (hard links when unchanged)
+ *                               best/       the network at the best epoch so far (hard links to the files
+ *                                           of `model/` or of the previous generation's `best/`)
  *                               optimizer.bin
  *                               trainer.json  the loop state and the run's recorded config
  *
@@ -111,7 +112,7 @@ export class Checkpoint {
 
   /**
    * Writes a new generation after an epoch and makes it current. `isBest`: `net` is the best so far
-   * (otherwise the current generation's best is carried over by hard links). `seed` goes into the
+   * (its files are linked as `best/`; otherwise the current generation's best is linked over). `seed` goes into the
    * saved models; `config` is recorded for the resume check.
    */
   write(net: CompNet, state: LoopState, isBest: boolean, o: { seed: number; config: unknown }): void {
@@ -121,7 +122,7 @@ export class Checkpoint {
     const gen = join(this.dir, name);
     ensureDir(gen);
     saveModel(net, join(gen, 'model'), { seed: o.seed });
-    if (isBest) saveModel(net, join(gen, 'best'), { seed: o.seed });
+    if (isBest) linkTree(join(gen, 'model'), join(gen, 'best')); // the same network: share the files
     else if (state.bestEpoch > 0) {
       if (!prev) throw new Error(`checkpoint ${this.dir}: epoch ${state.bestEpoch} is the best so far but no earlier generation holds it`);
       linkTree(join(prev, 'best'), join(gen, 'best'));
