@@ -79,5 +79,13 @@ test('replaceDir never touches the temporaries of a live writer, and removes tho
   assert.deepEqual(readdirSync(dir), ['v']);
 
   assert.throws(() => replaceDir(join(dir, 'v'), () => 0), /v: exists and is not a directory/);
+  const cwd = process.cwd();
+  process.chdir(dir);
+  try {
+    assert.throws(() => replaceDir('.', () => 0), /is the working directory .* save to a sub-folder instead/);
+    assert.throws(() => replaceDir(base, () => 0), /is the working directory \(or contains it\)/);
+  } finally {
+    process.chdir(cwd);
+  }
   rmSync(base, { recursive: true });
 });

@@ -1,7 +1,7 @@
 /** The CLI's commands. Each prints for people on stdout; progress and logs go to stderr. */
 import { resolve } from 'node:path';
 import { loadConfigFile, type Config } from '../data/config.js';
-import { loadModel, readManifest } from '../io/savedModel.js';
+import { loadModel } from '../io/savedModel.js';
 import { recoverDir } from '../io/atomic.js';
 import { trainFromConfig } from '../train/fromConfig.js';
 import { evalModel, evalOnData } from '../train/evalModel.js';
@@ -47,11 +47,10 @@ export { evalModel };
 export function evalCommand(dir: string, o: { task?: string[]; threads?: number; data?: string }): void {
   setNumThreads(o.threads ?? 2);
   if (o.data !== undefined) {
-    const names = o.task ?? readManifest(dir).tasks.map((t) => t.name);
-    if (names.length !== 1) throw new Error(`--data: name the task to evaluate with --task (this model has: ${names.join(', ')})`);
-    const { metrics } = evalOnData(dir, names[0]!, o.data);
-    out(`test accuracy of task '${names[0]}' of ${dir} on ${o.data} (${metrics.n} images; soft = mixture at the task's saved temperature, hard = hard order)`);
-    out(accuracyTable({ [names[0]!]: metrics }));
+    if ((o.task?.length ?? 0) > 1) throw new Error(`--data: evaluates one task; give one --task (got ${o.task!.join(', ')})`);
+    const { task, metrics } = evalOnData(dir, o.task?.[0], o.data);
+    out(`test accuracy of task '${task}' of ${dir} on ${o.data} (${metrics.n} images; soft = mixture at the task's saved temperature, hard = hard order)`);
+    out(accuracyTable({ [task]: metrics }));
     return;
   }
   const { metrics } = evalModel(dir, o.task);

@@ -16,7 +16,7 @@
  * (`atomicTestHooks`) and check that each kill point leaves something readable.
  */
 import { closeSync, copyFileSync, existsSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 /** Create `dir` and any missing parents (no error if it exists), so callers need not care whether an output folder was made yet. */
@@ -224,6 +224,10 @@ export function replaceDir<T>(dir: string, write: (tmp: string) => T): T {
   ensureDir(parent);
   recoverDir(full);
   if (existsSync(full) && !statSync(full).isDirectory()) throw new Error(`${dir}: exists and is not a directory`);
+  // Replacing a directory moves it away; the working directory (or one above it) would vanish under the user's shell.
+  const cwd = resolve(process.cwd());
+  if (existsSync(full) && (cwd === full || cwd.startsWith(full + sep)))
+    throw new Error(`${dir}: is the working directory (or contains it), which saving would replace; save to a sub-folder instead`);
   mkdirSync(tmp);
   let result: T;
   try {

@@ -59,15 +59,17 @@ export interface EvalOnDataOptions {
 }
 
 /**
- * Evaluates task `task` of the model in `dir` on new labelled data: `data` is a folder of class
- * sub-folders (every image is test data) or a task file (its test split, as `transfer` would test
- * on). The model is not changed.
+ * Evaluates task `name` of the model in `dir` (may be omitted for a one-task model) on new labelled
+ * data: `data` is a folder of class sub-folders (every image is test data) or a task file (its
+ * test split, as `transfer` would test on). The model is not changed.
  */
-export function evalOnData(dir: string, task: string, data: string, o: EvalOnDataOptions = {}): { metrics: TaskMetrics; manifest: Manifest } {
+export function evalOnData(dir: string, name: string | undefined, data: string, o: EvalOnDataOptions = {}): { task: string; metrics: TaskMetrics; manifest: Manifest } {
   const warn = o.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
   recoverDir(dir);
   const { net, manifest } = loadModel(dir);
   try {
+    if (name === undefined && net.taskNames.length !== 1) throw new Error(`--data: name the task to evaluate with --task (this model has: ${net.taskNames.join(', ')})`);
+    const task = name ?? net.taskNames[0]!;
     const info = net.task(task).info;
     const channels = net.spec.inputChannels as 1 | 3;
     const recorded = manifest.tasks.find((t) => t.name === task)?.data as TaskDataRecord | undefined;
@@ -92,7 +94,7 @@ export function evalOnData(dir: string, task: string, data: string, o: EvalOnDat
     normalize(set.images, channels, info.normalization);
     const map = labelMap(data, set.classNames, task, info.labels, warn);
     const ds: Dataset = { name: `${task}/${data}`, images: set.images, labels: set.labels.map((l) => map[l]!), n: set.labels.length, size: info.inputSize, channels, classNames: info.labels };
-    return { metrics: taskMetrics(net, task, ds), manifest };
+    return { task, metrics: taskMetrics(net, task, ds), manifest };
   } finally {
     net.dispose();
   }
