@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { trainFromConfig } from '../src/train/fromConfig.js';
 import { Checkpoint } from '../src/train/checkpoint.js';
@@ -121,4 +121,40 @@ test('a checkpoint generation carries the best model over (hard links) when an e
   ckpt.remove();
   assert.ok(!existsSync(dir));
   net.dispose();
+});
+
+test('a damaged checkpoint is refused with how to recover; a checkpoint of compnet 0.1 (no generations) still resumes', async () => {
+  const base = tmp('compnet-ckpt-old-');
+  const file = writeTinyData(base);
+  const ref = await trainFromConfig(tinyConfig(), file, { out: join(base, 'ref'), reporter: silentReporter });
+  ref.net.dispose();
+  const out = join(base, 'm');
+  await assert.rejects(trainFromConfig(tinyConfig(), file, { out, reporter: recorder(2) }), /simulated crash/);
+  const ckpt = new Checkpoint(join(out, 'checkpoint'));
+  const gen = ckpt.current()!;
+
+  const shared = join(gen, 'model', 'shared.safetensors');
+  const good = readFileSync(shared);
+  const bad = Buffer.from(good);
+  bad[bad.length - 1]! ^= 1;
+  writeFileSync(shared, bad);
+  await assert.rejects(
+    trainFromConfig(tinyConfig(), file, { out, reporter: silentReporter, resume: true }),
+    /checkpoint .*gen-2-[0-9a-f]+: cannot read model: .*corrupt or modified file.*; delete .*checkpoint \(or run without --resume\) to train from the start/,
+  );
+  writeFileSync(shared, good);
+
+  // The 0.1 layout: the four parts directly in checkpoint/, trainer.json the bare loop state.
+  const trainer = JSON.parse(readFileSync(join(gen, 'trainer.json'), 'utf8'));
+  for (const part of ['model', 'best', 'optimizer.bin']) renameSync(join(gen, part), join(ckpt.dir, part));
+  writeFileSync(join(ckpt.dir, 'trainer.json'), JSON.stringify(trainer.loop));
+  rmSync(gen, { recursive: true });
+  rmSync(join(ckpt.dir, 'CURRENT'));
+  const log = recorder();
+  const r = await trainFromConfig(tinyConfig(), file, { out, reporter: log, resume: true });
+  r.net.dispose();
+  assert.ok(log.lines.some((l) => /records no config \(an older compnet wrote it\)/.test(l)), log.lines.join('\n'));
+  assert.ok(log.lines.some((l) => /after epoch 2/.test(l)), log.lines.join('\n'));
+  assert.equal(fingerprint(out), fingerprint(join(base, 'ref')));
+  rmSync(base, { recursive: true });
 });
