@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { atomicTestHooks, InjectedCrash, recoverDir, removeStaleTemps, replaceDir, writeFileAtomic } from '../src/io/atomic.js';
 import { loadModel, saveModel } from '../src/io/savedModel.js';
@@ -65,8 +65,10 @@ test('replaceDir never touches the temporaries of a live writer, and removes tho
   const dead = join(base, `.out.tmp-999999999-abcdef`);
   mkdirSync(live);
   mkdirSync(dead);
+  chmodSync(dir, 0o750);
   replaceDir(dir, (t) => writeFileSync(join(t, 'v'), '2'));
   assert.equal(readFileSync(join(dir, 'v'), 'utf8'), '2');
+  assert.equal(statSync(dir).mode & 0o777, 0o750, 'the replacement keeps the permissions');
   assert.ok(existsSync(live), "a live writer's temporary is left alone");
   assert.ok(!existsSync(dead), "a dead writer's temporary is removed");
 

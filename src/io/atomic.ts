@@ -15,7 +15,7 @@
  * Every rename goes through one function, so a test can inject a fault before the N-th one
  * (`atomicTestHooks`) and check that each kill point leaves something readable.
  */
-import { closeSync, copyFileSync, existsSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -242,6 +242,7 @@ export function replaceDir<T>(dir: string, write: (tmp: string) => T): T {
     syncDir(parent);
     return result;
   }
+  chmodSync(tmp, statSync(full).mode & 0o7777); // the replacement keeps the directory's permissions
   rename(full, old);
   rename(tmp, full);
   syncDir(parent);
