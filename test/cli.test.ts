@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { lockPath } from '../src/io/lock.js';
 import { tmp } from './helpers.js';
+import { tinyConfig, writeTinyData } from './tinyRun.js';
 
 const bin = new URL('../bin/compnet', import.meta.url).pathname;
 const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000 });
@@ -11,7 +13,7 @@ const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], {
 test('every command has --help', () => {
   const top = run('--help');
   assert.equal(top.status, 0, top.stderr);
-  for (const cmd of ['demo', 'train', 'eval', 'summary', 'transfer', 'inspect', 'adapt']) {
+  for (const cmd of ['demo', 'train', 'eval', 'summary', 'transfer', 'inspect', 'adapt', 'remove-task']) {
     assert.match(top.stdout, new RegExp(`\\b${cmd}\\b`));
     const r = run(cmd, '--help');
     assert.equal(r.status, 0, r.stderr);
@@ -46,4 +48,34 @@ test('bad input fails with a message naming the file and field', () => {
   mkdirSync(join(dir, 'empty'));
   r = run('summary', join(dir, 'empty'));
   assert.match(r.stderr, /is not a compnet model: it has no manifest\.json/);
+});
+
+test('two compnet train processes on one --out: the second stops naming the first; after a kill -9 the stale lock is taken over', async () => {
+  const dir = tmp();
+  writeTinyData(dir);
+  const config = (epochs: number) => {
+    const c = tinyConfig({ epochs });
+    const file = join(dir, `c${epochs}.json`);
+    writeFileSync(file, JSON.stringify({ model: c.model, tasks: c.tasks, train: c.train, seed: c.seed }));
+    return file;
+  };
+  const out = join(dir, 'm');
+  const first = spawn(process.execPath, [bin, 'train', '--config', config(1000), '--out', out], { stdio: 'ignore' });
+  const exited = new Promise((done) => first.on('exit', done));
+  const lock = lockPath(out);
+  for (let i = 0; i < 600 && !existsSync(lock); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(existsSync(lock), 'the first run holds the lock');
+  const trainer = JSON.parse(readFileSync(lock, 'utf8')).pid as number;
+
+  const second = run('train', '--config', config(1), '--out', out);
+  assert.equal(second.status, 1, second.stderr);
+  assert.match(second.stderr, new RegExp(`m is locked by another writer: pid ${trainer} on .*compnet train`));
+
+  process.kill(trainer, 'SIGKILL');
+  await exited;
+  assert.ok(existsSync(lock), 'a killed run leaves its lock');
+  const third = run('train', '--config', config(1), '--out', out);
+  assert.equal(third.status, 0, third.stderr);
+  assert.ok(!existsSync(lock));
+  assert.ok(existsSync(join(out, 'manifest.json')));
 });

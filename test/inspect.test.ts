@@ -6,7 +6,7 @@ import { PNG } from 'pngjs';
 import { CompNet } from '../src/model/network.js';
 import { Order } from '../src/model/order.js';
 import { saveModel } from '../src/io/savedModel.js';
-import { inspectModel, writeInspectReport } from '../src/cli/inspectCommand.js';
+import { inspectModel, writeInspectReport } from '../src/report/inspectReport.js';
 import { inspectText } from '../src/report/inspect.js';
 import { heatmapSvg } from '../src/report/svg.js';
 import { PNG_ZOOM } from '../src/report/png.js';

@@ -140,7 +140,7 @@ test('an interrupted run resumes from its checkpoint and ends exactly like an un
   const out = tmp();
   const crashing: Reporter = { ...silentReporter, epoch: (e) => { if (e.epoch === 2) throw new Error('simulated crash'); } };
   await assert.rejects(trainFromConfig(smallConfig(3), join(out, 'c.json'), { out, reporter: crashing }), /simulated crash/);
-  assert.ok(existsSync(join(out, 'checkpoint/trainer.json')));
+  assert.ok(existsSync(join(out, 'checkpoint/CURRENT')), 'a checkpoint generation is current');
   const b = await trainFromConfig(smallConfig(3), join(out, 'c.json'), { out, reporter: silentReporter, resume: true });
 
   assert.deepEqual(b.result.history.map((h) => h.loss), a.result.history.map((h) => h.loss));

@@ -1,16 +1,12 @@
-/** `compnet adapt MODEL --target FILE`: add an unlabelled target domain to a saved model by learning only its order. */
-import { dirname, resolve } from 'node:path';
-import { loadTaskFile } from '../data/config.js';
-import { loadModel, saveModel } from '../io/savedModel.js';
-import { loadRecordedData, type TaskDataRecord } from '../train/fromConfig.js';
-import { adaptTarget, resolveSources, type AdaptObjective, type AdaptResult, type ObjectiveValue } from '../train/adapt.js';
+/** `compnet adapt MODEL --target FILE`: add an unlabelled target domain to a saved model by learning only its order (flags in, text out; the work is `adaptFromFiles`). */
+import type { AdaptObjective, AdaptResult, ObjectiveValue } from '../train/adapt.js';
+import { adaptFromFiles } from '../train/fromFiles.js';
 import { consoleReporter } from '../train/progress.js';
 import { accuracyTable } from '../report/accuracy.js';
 import { pct, table } from '../report/table.js';
-import { setNumThreads } from '../torch/index.js';
+import { outputDir } from './output.js';
 
 const out = (s = '') => process.stdout.write(s + '\n');
-
 
 function parseObjective(v: string | undefined): AdaptObjective {
   const o = v ?? 'infomax';
@@ -33,82 +29,45 @@ function ordersTable(r: AdaptResult): string {
 
 export async function adaptCommand(
   model: string,
-  o: { target: string; objective?: string; out?: string; labels?: boolean; sources?: string; freezeOrder?: boolean; init?: string },
+  o: { target: string; objective?: string; out?: string; inPlace?: boolean; labels?: boolean; sources?: string; freezeOrder?: boolean; init?: string },
 ): Promise<void> {
   const objective = parseObjective(o.objective);
   if (o.init !== undefined && o.init !== 'mean' && o.init !== 'select') throw new Error(`--init: expected mean or select, got '${o.init}'`);
-  const dest = o.out ?? model;
-  const { net, manifest } = loadModel(model);
-  try {
-    const tf = loadTaskFile(o.target);
-    setNumThreads(tf.train.threads);
-    const { sources, head } = resolveSources(net, o.sources?.split(',').map((s) => s.trim()).filter(Boolean));
-    const headLabels = net.heads.get(head)!.labels;
-    const rec: TaskDataRecord = {
-      task: tf.task,
-      configDir: dirname(resolve(o.target)),
-      seed: tf.seed,
-      inputSize: tf.task.inputSize ?? net.task(sources[0]!).info.inputSize,
-      inputChannels: net.spec.inputChannels as 1 | 3,
-    };
-    const data = loadRecordedData(rec);
-    const labels = Boolean(o.labels);
-    if (labels) {
-      const names = data.train.classNames;
-      if (names.length !== headLabels.length)
-        throw new Error(`${o.target}: --labels: the target has ${names.length} classes (${names.join(', ')}) but head '${head}' has ${headLabels.length} (${headLabels.join(', ')})`);
-      if (names.join('\u0000') !== headLabels.join('\u0000'))
-        process.stderr.write(`warning: target class names (${names.join(', ')}) differ from head '${head}' (${headLabels.join(', ')}); labels are matched by index\n`);
-    }
-    const settings = tf.train;
-    out(`adapt '${tf.task.name}' onto ${model} (pool ${manifest.poolHash.slice(0, 12)}…): sources ${sources.join(', ')} (head '${head}'), objective ${objective}${o.freezeOrder && objective !== 'select' ? ', order frozen (statistics only)' : ''}`);
-    out(`target images: ${data.train.n} train, ${data.val.n} validation${labels ? `, ${data.test.n} test (labels used only to report accuracy)` : ' (no labels used)'}`);
-    const r = await adaptTarget(net, { train: data.train, val: data.val, test: data.test }, {
-      name: tf.task.name,
-      objective,
-      sources,
-      settings,
-      freezeOrder: o.freezeOrder,
-      init: o.init as 'mean' | 'select' | undefined,
-      normalization: data.stats,
-      labels,
-      reporter: consoleReporter(),
-    });
-    out(`trainable: ${r.trainable.trainable ? `order ${r.trainable.trainable} of ${r.trainable.modelTotal} parameters (${pct(r.trainable.share, 3)}%)` : `none (${r.objective === 'select' ? 'selection' : 'statistics only'}); batch-norm statistics re-estimated on target images`}`);
-    if (r.candidates.length) {
-      out();
-      out(`candidates (mean order and patch of the listed sources; objective on ${r.before.n} target validation images, hard order, target statistics)`);
-      const rows = r.candidates.map((c) => [c.name + (c.name === r.chosen ? ' *' : ''), c.order, fmt(c.value.infomax), fmt(c.value.entropy), fmt(c.value.marginalEntropy), ...(labels ? [pct(c.accuracy, 2)] : [])]);
-      out(table(['candidate', 'hard order', 'infomax', 'entropy', 'entropy of mean', ...(labels ? ['test acc % (reported only)'] : [])], rows, {
-        align: ['left', 'left', 'right', 'right', 'right', 'right'],
-      }));
-    }
+  const labels = Boolean(o.labels);
+  const { result: r, saved } = await adaptFromFiles(model, {
+    targetFile: o.target,
+    objective,
+    out: outputDir(model, o, 'the model with the target task'),
+    labels,
+    sources: o.sources?.split(',').map((s) => s.trim()).filter(Boolean),
+    freezeOrder: o.freezeOrder,
+    init: o.init as 'mean' | 'select' | undefined,
+    reporter: consoleReporter(),
+    onStart: ({ task, manifest, data, sources, head }) => {
+      out(`adapt '${task}' onto ${model} (pool ${manifest.poolHash.slice(0, 12)}…): sources ${sources.join(', ')} (head '${head}'), objective ${objective}${o.freezeOrder && objective !== 'select' ? ', order frozen (statistics only)' : ''}`);
+      out(`target images: ${data.train.n} train, ${data.val.n} validation${labels ? `, ${data.test.n} test (labels used only to report accuracy)` : ' (no labels used)'}`);
+    },
+  });
+  out(`trainable: ${r.trainable.trainable ? `order ${r.trainable.trainable} of ${r.trainable.modelTotal} parameters (${pct(r.trainable.share, 3)}%)` : `none (${r.objective === 'select' ? 'selection' : 'statistics only'}); batch-norm statistics re-estimated on target images`}`);
+  if (r.candidates.length) {
     out();
-    out(`objective on ${r.before.n} target validation images (hard order, statistics re-estimated on target images):`);
-    out(`  start (${r.initialisedFrom}): ${valueLine(r.before)}`);
-    out(`  end:   ${valueLine(r.after)}${r.keptInitial ? '  (no epoch beat the start: start kept)' : ''}`);
-    out();
-    out(ordersTable(r));
-    if (r.metrics) {
-      out();
-      out('target test accuracy (labels used only here)');
-      out(accuracyTable({ [r.task]: r.metrics }));
-    }
-    const { sourceOrders, initialOrder, order, loop: _loop, history: _history, metrics, ...summary } = r;
-    saveModel(net, dest, {
-      previous: manifest,
-      metrics: {
-        [r.task]: {
-          ...(metrics ? { test: metrics } : {}),
-          adapt: { ...summary, initialOrder: initialOrder.toString(), sourceOrders: Object.fromEntries(Object.entries(sourceOrders).map(([k, v]) => [k, v.toString()])), labelsReported: labels },
-        },
-      },
-      data: { [r.task]: rec },
-      history: [...((manifest.history as unknown[] | undefined) ?? []), ...r.history],
-    });
-    out();
-    out(`saved to ${resolve(dest)}`);
-  } finally {
-    net.dispose();
+    out(`candidates (mean order and patch of the listed sources; objective on ${r.before.n} target validation images, hard order, target statistics)`);
+    const rows = r.candidates.map((c) => [c.name + (c.name === r.chosen ? ' *' : ''), c.order, fmt(c.value.infomax), fmt(c.value.entropy), fmt(c.value.marginalEntropy), ...(labels ? [pct(c.accuracy, 2)] : [])]);
+    out(table(['candidate', 'hard order', 'infomax', 'entropy', 'entropy of mean', ...(labels ? ['test acc % (reported only)'] : [])], rows, {
+      align: ['left', 'left', 'right', 'right', 'right', 'right'],
+    }));
   }
+  out();
+  out(`objective on ${r.before.n} target validation images (hard order, statistics re-estimated on target images):`);
+  out(`  start (${r.initialisedFrom}): ${valueLine(r.before)}`);
+  out(`  end:   ${valueLine(r.after)}${r.keptInitial ? '  (no epoch beat the start: start kept)' : ''}`);
+  out();
+  out(ordersTable(r));
+  if (r.metrics) {
+    out();
+    out('target test accuracy (labels used only here)');
+    out(accuracyTable({ [r.task]: r.metrics }));
+  }
+  out();
+  out(`saved to ${saved}`);
 }

@@ -1,14 +1,17 @@
 /** The CLI's commands. Each prints for people on stdout; progress and logs go to stderr. */
 import { resolve } from 'node:path';
 import { loadConfigFile, type Config } from '../data/config.js';
-import { loadModel, type Manifest } from '../io/savedModel.js';
-import { trainFromConfig, loadRecordedData, type TaskDataRecord } from '../train/fromConfig.js';
-import { taskMetrics, type TaskMetrics } from '../train/evaluate.js';
+import { loadModel } from '../io/savedModel.js';
+import { recoverDir } from '../io/atomic.js';
+import { trainFromConfig } from '../train/fromConfig.js';
+import { evalModel, evalOnData } from '../train/evalModel.js';
+import { removeTaskFromFiles } from '../train/fromFiles.js';
 import { consoleReporter } from '../train/progress.js';
 import { accuracyTable } from '../report/accuracy.js';
 import { summary, parameterTable } from '../report/summary.js';
 import { setNumThreads } from '../torch/index.js';
 import { demoConfig } from './demoConfig.js';
+import { outputDir } from './output.js';
 
 const out = (s = '') => process.stdout.write(s + '\n');
 
@@ -38,36 +41,25 @@ export async function trainCommand(o: { config: string; out: string; resume?: bo
   await train(config, o.config, o);
 }
 
-/** Re-evaluates every task of a saved model on its recorded test data. */
-export function evalModel(dir: string, tasks?: string[]): { metrics: Record<string, TaskMetrics>; manifest: Manifest } {
-  const { net, manifest } = loadModel(dir);
-  try {
-    const names = tasks?.length ? tasks : net.taskNames;
-    const metrics: Record<string, TaskMetrics> = {};
-    for (const name of names) {
-      net.task(name); // unknown names fail with the list of known ones
-      const entry = manifest.tasks.find((t) => t.name === name)!;
-      const rec = entry.data as TaskDataRecord | undefined;
-      if (!rec) throw new Error(`task '${name}': the model does not record its data, so there is no test set to evaluate on`);
-      const data = loadRecordedData(rec);
-      metrics[name] = taskMetrics(net, name, data.test);
-      const trained = (entry.metrics as { test?: TaskMetrics } | undefined)?.test;
-      if (trained) metrics[name]!.changedSteps = trained.changedSteps;
-    }
-    return { metrics, manifest };
-  } finally {
-    net.dispose();
-  }
-}
+/** Kept here for a while for code that imports it from the CLI; it lives in `train/evalModel.ts`. */
+export { evalModel };
 
-export function evalCommand(dir: string, o: { task?: string[]; threads?: number }): void {
+export function evalCommand(dir: string, o: { task?: string[]; threads?: number; data?: string }): void {
   setNumThreads(o.threads ?? 2);
+  if (o.data !== undefined) {
+    if ((o.task?.length ?? 0) > 1) throw new Error(`--data: evaluates one task; give one --task (got ${o.task!.join(', ')})`);
+    const { task, metrics } = evalOnData(dir, o.task?.[0], o.data);
+    out(`test accuracy of task '${task}' of ${dir} on ${o.data} (${metrics.n} images; soft = mixture at the task's saved temperature, hard = hard order)`);
+    out(accuracyTable({ [task]: metrics }));
+    return;
+  }
   const { metrics } = evalModel(dir, o.task);
   out(`test accuracy of ${dir} (soft = mixture at the task's saved temperature, hard = hard order)`);
   out(accuracyTable(metrics));
 }
 
 export function summaryCommand(dir: string): void {
+  recoverDir(dir); // a model whose replacement was interrupted is put back first
   const { net, manifest } = loadModel(dir);
   try {
     out(`${dir}: compnet ${manifest.library.version} model, format ${manifest.formatVersion}, pool hash ${manifest.poolHash.slice(0, 16)}…`);
@@ -78,4 +70,10 @@ export function summaryCommand(dir: string): void {
   } finally {
     net.dispose();
   }
+}
+
+export async function removeTaskCommand(model: string, name: string, o: { out?: string; inPlace?: boolean }): Promise<void> {
+  const r = await removeTaskFromFiles(model, name, { out: outputDir(model, o, `the model without '${name}'`), reporter: consoleReporter() });
+  out(`removed task '${r.removed}'${r.removedHead ? ` and its head '${r.removedHead}' (no other task used it)` : ''}; tasks left: ${r.remaining.join(', ')}`);
+  out(`saved to ${r.saved}`);
 }

@@ -1,7 +1,7 @@
 /** The `compnet` command line. */
 import { Command, InvalidArgumentError } from 'commander';
 import { LIBRARY_VERSION } from '../version.js';
-import { demoCommand, evalCommand, summaryCommand, trainCommand } from './commands.js';
+import { demoCommand, evalCommand, removeTaskCommand, summaryCommand, trainCommand } from './commands.js';
 import { inspectCommand } from './inspectCommand.js';
 import { transferCommand } from './transferCommand.js';
 import { adaptCommand } from './adaptCommand.js';
@@ -37,9 +37,10 @@ program
 
 program
   .command('eval')
-  .description("evaluate a saved model on each task's recorded test data: soft and hard accuracy, order entropy")
+  .description("evaluate a saved model on each task's recorded test data, or one task on new labelled data (--data): soft and hard accuracy, order entropy")
   .argument('<model>', 'model directory')
   .option('-t, --task <name...>', 'only these tasks')
+  .option('--data <path>', "new test data for the one task named by --task: a folder of class sub-folders (every image), or a JSON task file (its test split); standardised with the task's saved statistics")
   .option('--threads <n>', 'intra-op threads', int('--threads'))
   .action((dir, o) => evalCommand(dir, o));
 
@@ -49,7 +50,9 @@ program
   .argument('<model>', 'model directory')
   .requiredOption('-t, --task <file>', 'JSON task file: a task entry as in a config, or {"task": {...}, "train": {...}}')
   .requiredOption('--train <parts>', 'what to train: order,head | order,patch,head | patch,head | head | all (full fine-tune of a copy)')
-  .option('-o, --out <dir>', 'where to save the model with the new task (default: in place; required for --train all)')
+  .option('-o, --out <dir>', 'where to save the model with the new task (required unless --in-place)')
+  .option('--in-place', 'replace the input model with the one holding the new task (atomically)')
+  .option('--only-new-task', 'with --train all: save a model holding only the new task (the fine-tuned pool no longer fits the other tasks)')
   .option('--init <how>', 'initial order: select (best existing task order on held-out data; default) | random | task:NAME')
   .option('--order-search', 'learn the order by a greedy search over single-step block swaps scored on held-out data, instead of by gradient')
   .option('--min-steps <n>', "at least this many optimizer steps: raises the task file's epochs for a small dataset", int('--min-steps'))
@@ -61,12 +64,22 @@ program
   .argument('<model>', 'model directory')
   .requiredOption('-t, --target <file>', 'JSON task file for the target domain: a task entry as in a config, or {"task": {...}, "train": {...}}')
   .option('--objective <name>', 'infomax (default) | entropy | select (no gradient: best source order or blend by infomax on target images)')
-  .option('-o, --out <dir>', 'where to save the model with the target task (default: in place)')
+  .option('-o, --out <dir>', 'where to save the model with the target task (required unless --in-place)')
+  .option('--in-place', 'replace the input model with the one holding the target task (atomically)')
   .option('--labels', "the target file's labels are real: report target accuracy (never used for training or selection)")
   .option('--sources <tasks>', 'comma-separated source tasks sharing one head (default: the tasks that share a head)')
   .option('--freeze-order', 'statistics only: keep the initial order and re-estimate batch-norm statistics (AdaBN-like baseline)')
   .option('--init <how>', 'initial order for infomax/entropy: mean (mean of the sources; default) | select')
   .action((model, o) => adaptCommand(model, o));
+
+program
+  .command('remove-task')
+  .description('save a model without one task (and without its head if no other task uses it)')
+  .argument('<model>', 'model directory')
+  .argument('<name>', 'the task to remove')
+  .option('-o, --out <dir>', 'where to save the model without the task (required unless --in-place)')
+  .option('--in-place', 'replace the input model (atomically)')
+  .action((model, name, o) => removeTaskCommand(model, name, o));
 
 program
   .command('summary')

@@ -53,7 +53,7 @@ export const METHOD_TRAIN_DEFAULTS = {
 } as const satisfies Record<Method, unknown>;
 
 /** Default per-task data options. */
-const DEFAULT_TASK = {
+export const DEFAULT_TASK = {
   fit: 'resize',
   validation: 0.1,
   normalize: true,

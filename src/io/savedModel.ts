@@ -22,7 +22,7 @@ import { NormSite, Patch } from '../model/patch.js';
 import type { ModelSpec, TaskInfo } from '../model/types.js';
 import { decodeSafetensors } from './safetensors.js';
 import { encodeTensors, fromNamedArrays } from './tensorFile.js';
-import { ensureDir, writeFileAtomic } from './atomic.js';
+import { ensureDir, replaceDir, writeFileAtomic } from './atomic.js';
 import { LIBRARY_VERSION } from '../version.js';
 
 export const FORMAT = 'compnet-model';
@@ -80,8 +80,16 @@ export function poolHash(net: CompNet): string {
 
 const safeName = (n: string) => n.replace(/[^A-Za-z0-9_.-]/g, '_');
 
-/** Saves `net` to directory `dir` (created if needed; files of the same names are replaced). */
+/**
+ * Saves `net` to directory `dir` as a set: written in full under a temporary sibling, then switched
+ * in, so `dir` holds the old model or the new one whatever the kill point (see `replaceDir`).
+ */
 export function saveModel(net: CompNet, dir: string, given: SaveInfo = {}): Manifest {
+  return replaceDir(dir, (tmp) => writeModelFiles(net, tmp, given));
+}
+
+/** Writes a model's files into `dir`, the manifest last. */
+function writeModelFiles(net: CompNet, dir: string, given: SaveInfo): Manifest {
   const prev = given.previous;
   const carried = (k: 'metrics' | 'data') => Object.fromEntries((prev?.tasks ?? []).filter((t) => t[k] !== undefined).map((t) => [t.name, t[k]]));
   const info: SaveInfo = {

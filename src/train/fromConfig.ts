@@ -2,40 +2,25 @@
  * `compnet train --config FILE` as a function: load the config's data, build the network, add its
  * tasks, train them jointly, save the model with its full description, resume if asked.
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { specOf, type Config, type TaskConfig } from '../data/config.js';
-import { loadTaskData, type TaskData } from '../data/load.js';
+import { join } from 'node:path';
+import { specOf, type Config } from '../data/config.js';
+import type { TaskData } from '../data/load.js';
+import { loadRecordedData, recordFor, type TaskDataRecord } from '../data/record.js';
 import { CompNet } from '../model/network.js';
 import type { ModelSpec } from '../model/types.js';
 import { setNumThreads } from '../torch/index.js';
-import { loadModel, saveModel } from '../io/savedModel.js';
-import { ensureDir, writeFileAtomic } from '../io/atomic.js';
+import { saveModel } from '../io/savedModel.js';
+import { recoverDir } from '../io/atomic.js';
+import { withDirLock } from '../io/lock.js';
 import { Rng } from '../data/rng.js';
 import { trainMultitask, type MultitaskResult, type MultitaskSettings } from './multitask.js';
 import type { LoopState } from './loop.js';
 import type { Reporter } from './progress.js';
+import { Checkpoint } from './checkpoint.js';
+import { checkResume, type RunRecord } from './resumeCheck.js';
 
-/** How a task's data was defined, stored in the saved model so `eval` can reload its test split. */
-export interface TaskDataRecord {
-  task: TaskConfig;
-  configDir: string;
-  seed: number;
-  inputSize: number;
-  inputChannels: 1 | 3;
-}
-
-/** Makes a data source's paths absolute so the record works from any directory. */
-function absolutise(task: TaskConfig, configDir: string): TaskConfig {
-  const d = task.data as Record<string, unknown>;
-  const abs: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(d)) abs[k] = typeof v === 'string' && k !== 'format' && k !== 'builtin' ? resolve(configDir, v) : v;
-  return { ...task, data: abs as TaskConfig['data'] };
-}
-
-export function loadRecordedData(r: TaskDataRecord): TaskData {
-  return loadTaskData(r.task, r.configDir, { inputSize: r.inputSize, inputChannels: r.inputChannels, seed: r.seed });
-}
+/** Kept here for a while for code that imports it from training; the record lives in `data/record.ts`. */
+export { loadRecordedData, type TaskDataRecord } from '../data/record.js';
 
 export function specFromConfig(c: Config): ModelSpec {
   return specOf(c.model);
@@ -58,36 +43,57 @@ export interface TrainFromConfigResult {
   seconds: number;
 }
 
-/** Loads data, trains and saves. The caller disposes `net`. */
+/** The facts of a run that decide its result, as a checkpoint records them for the resume check. */
+function runRecord(config: Config, records: Map<string, TaskDataRecord>): RunRecord {
+  return {
+    model: config.model,
+    seed: config.seed,
+    train: config.train,
+    tasks: Object.fromEntries([...records].map(([name, r]) => [name, { ...r.task, inputSize: r.inputSize }])),
+  };
+}
+
+/**
+ * Loads data, trains and saves, holding the lock on `o.out` throughout (a second writer gets an
+ * error naming this one). The caller disposes `net`.
+ */
 export async function trainFromConfig(config: Config, configFile: string, o: TrainFromConfigOptions): Promise<TrainFromConfigResult> {
+  return withDirLock(o.out, 'compnet train', () => trainLocked(config, configFile, o));
+}
+
+async function trainLocked(config: Config, configFile: string, o: TrainFromConfigOptions): Promise<TrainFromConfigResult> {
   const t0 = performance.now();
   setNumThreads(config.train.threads);
-  const configDir = dirname(resolve(configFile));
+  for (const line of recoverDir(o.out)) o.reporter?.log(line);
   const records = new Map<string, TaskDataRecord>();
   const data = new Map<string, TaskData>();
   for (const task of config.tasks) {
-    const rec: TaskDataRecord = {
-      task: absolutise(task, configDir),
-      configDir,
-      seed: config.seed,
-      inputSize: config.model.inputSize,
-      inputChannels: config.model.inputChannels as 1 | 3,
-    };
+    const rec = recordFor(task, { file: configFile, seed: config.seed, defaultInputSize: config.model.inputSize, inputChannels: config.model.inputChannels });
     records.set(task.name, rec);
     data.set(task.name, loadRecordedData(rec));
   }
+  const run = runRecord(config, records);
   const spec = specFromConfig(config);
   const settings: MultitaskSettings = config.train; // the `train` section is the settings
-  const ckptDir = join(o.out, 'checkpoint');
+  const ckpt = new Checkpoint(join(o.out, 'checkpoint'));
+  ckpt.clean();
   let net: CompNet;
   let resume: { state: LoopState; optimizerState?: Buffer; best?: CompNet } | undefined;
-  if (o.resume && existsSync(join(ckptDir, 'trainer.json'))) {
-    net = loadModel(join(ckptDir, 'model')).net;
-    const state = JSON.parse(readFileSync(join(ckptDir, 'trainer.json'), 'utf8')) as LoopState;
-    const best = state.bestEpoch > 0 ? loadModel(join(ckptDir, 'best')).net : undefined;
-    resume = { state, optimizerState: readFileSync(join(ckptDir, 'optimizer.bin')), best };
-    o.reporter?.log(`resuming from ${ckptDir} after epoch ${state.epoch}`);
+  const saved = o.resume ? ckpt.read() : undefined;
+  if (saved) {
+    try {
+      if (saved.config === undefined) o.reporter?.log(`warning: ${saved.from} records no config (an older compnet wrote it), so it cannot be checked against this one`);
+      else for (const note of checkResume(saved.config as RunRecord, run, saved.state.epoch, ckpt.dir).notes) o.reporter?.log(`resume: ${note}`);
+    } catch (e) {
+      saved.net.dispose();
+      saved.best?.dispose();
+      throw e;
+    }
+    net = saved.net;
+    resume = { state: saved.state, optimizerState: saved.optimizerState, best: saved.best };
+    o.reporter?.log(`resuming from ${ckpt.dir} after epoch ${saved.state.epoch}`);
   } else {
+    if (o.resume) o.reporter?.log(`no checkpoint in ${ckpt.dir}: training from the start`);
     net = CompNet.create(spec, { seed: config.train.seed });
     const rng = new Rng(config.train.seed ^ 0x0dde);
     for (const task of config.tasks) {
@@ -100,15 +106,7 @@ export async function trainFromConfig(config: Config, configFile: string, o: Tra
   }
   const onEpoch = o.checkpoint === false
     ? undefined
-    : (state: LoopState, isBest: boolean) => {
-        // The models first, then the optimizer, then the trainer state that points at them.
-        ensureDir(ckptDir);
-        saveModel(net, join(ckptDir, 'model'), { seed: config.train.seed });
-        if (isBest) saveModel(net, join(ckptDir, 'best'), { seed: config.train.seed });
-        writeFileAtomic(join(ckptDir, 'optimizer.bin'), state.optimizer!());
-        const { optimizer: _, ...plain } = state;
-        writeFileAtomic(join(ckptDir, 'trainer.json'), JSON.stringify(plain));
-      };
+    : (state: LoopState, isBest: boolean) => ckpt.write(net, state, isBest, { seed: config.train.seed, config: run });
   const result = await trainMultitask(net, data, settings, { reporter: o.reporter, onEpoch, resume });
   resume?.best?.dispose();
   const seconds = (performance.now() - t0) / 1000;
@@ -119,6 +117,6 @@ export async function trainFromConfig(config: Config, configFile: string, o: Tra
     metrics: Object.fromEntries(Object.entries(result.metrics).map(([k, v]) => [k, { test: v }])),
     data: Object.fromEntries(records),
   });
-  if (o.checkpoint !== false) rmSync(ckptDir, { recursive: true, force: true });
+  if (o.checkpoint !== false) ckpt.remove();
   return { net, result, data, seconds };
 }
