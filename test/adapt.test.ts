@@ -243,8 +243,11 @@ test('compnet train with domains sharing a head, then compnet adapt, eval and in
   const bin = new URL('../bin/compnet', import.meta.url).pathname;
   const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 120_000 });
   const out = join(dir, 'm2');
+  // A target at another input size cannot be aligned position by position: the default falls back to source-free.
   let r = run('adapt', model, '--target', targetFile, '--out', out);
   assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /joint adaptation is not possible here \(the target's input size 16 differs from source 'mnist''s 12\): adapting from target images alone/);
+
   assert.match(r.stdout, /objective on \d+ target validation images/);
   assert.match(r.stdout, /source mnist\s+\d/);
   assert.match(r.stdout, /target mnist16\s+\d/);
@@ -261,9 +264,31 @@ test('compnet train with domains sharing a head, then compnet adapt, eval and in
   r = run('inspect', out);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /mnist16/);
-  r = run('adapt', model, '--target', targetFile, '--objective', 'nope');
+  r = run('adapt', model, '--target', targetFile, '--out', join(dir, 'mx'), '--objective', 'nope');
   assert.equal(r.status, 1);
   assert.match(r.stderr, /--objective: expected infomax, entropy or select, got 'nope'/);
+  // At the sources' size, the default is joint adaptation, which keeps training the sources.
+  const targetFile12 = join(dir, 'target12.json');
+  writeFileSync(targetFile12, JSON.stringify({
+    task: { name: 'mnist12', data: { builtin: 'mnist' }, classes: [0, 1, 2], limit: { train: 150, test: 60 }, validation: 0.2 },
+    train: { epochs: 2, batchSize: 32, threads: 1, seed: 3 },
+  }));
+  const joint = join(dir, 'mj');
+  r = run('adapt', model, '--target', targetFile12, '--out', joint, '--labels');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /joint with source training, alignment moments/);
+  assert.match(r.stdout, /alignment loss \(moments\) per epoch: \S+, \S+\n/, 'one value per epoch (the file trains 2)');
+  assert.match(r.stdout, /source test accuracy after adaptation/);
+  assert.match(r.stdout, /target test accuracy \(labels used only here\)/);
+  const mj = readManifest(joint);
+  assert.deepEqual(mj.tasks.map((t) => t.name), ['mnist', 'usps', 'mnist12']);
+  assert.notEqual(mj.poolHash, m.poolHash, 'the network kept training on the sources');
+  r = run('adapt', model, '--target', targetFile, '--out', join(dir, 'mx'), '--joint');
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /target's input size \(16\) must be the sources' \(mnist: 12, usps: 12\)/);
+  r = run('adapt', model, '--target', targetFile12, '--out', join(dir, 'mx'), '--joint', '--objective', 'entropy');
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /--objective belong\(s\) to source-free adaptation, not --joint/);
   r = run('adapt', '--help');
   assert.match(r.stdout, /Usage: compnet adapt/);
   // The same file as a labelled transfer: 120 training images at batch 32 are 4 steps per epoch,

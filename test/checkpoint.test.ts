@@ -72,7 +72,7 @@ test('--resume refuses a changed config, naming the fields, and allows more epoc
     for (const f of fields) assert.match(err.message, f);
   };
   await refused(tinyConfig({ lr: 0.02 }), /train\.lr \(0\.002 → 0\.02\)/);
-  await refused(tinyConfig({ seed: 6, orderLr: 0.1 }), /train\.seed \(5 → 6\)/, /train\.orderLr \(0\.05 → 0\.1\)/);
+  await refused(tinyConfig({ seed: 6, orderLr: 0.1 }), /train\.seed \(5 → 6\)/, /train\.orderLr \(0\.002 → 0\.1\)/);
   await refused(tinyConfig({}, { limit: { train: 40 } }), /tasks\.a\.limit\.train \(\(unset\) → 40\)/);
   await refused(tinyConfig({}, { name: 'b' }), /tasks\.a \(.* → \(unset\)\)/, /tasks\.b \(\(unset\) → /);
   await refused(tinyConfig({ epochs: 2 }), /train\.epochs \(3 → 2\): the checkpoint has already completed 2 epochs/);

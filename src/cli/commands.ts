@@ -11,6 +11,7 @@ import { accuracyTable } from '../report/accuracy.js';
 import { summary, parameterTable } from '../report/summary.js';
 import { setNumThreads } from '../torch/index.js';
 import { demoConfig } from './demoConfig.js';
+import type { Method } from '../model/types.js';
 import { outputDir } from './output.js';
 
 const out = (s = '') => process.stdout.write(s + '\n');
@@ -18,7 +19,7 @@ const out = (s = '') => process.stdout.write(s + '\n');
 async function train(config: Config, configFile: string, o: { out: string; resume?: boolean }): Promise<void> {
   const r = await trainFromConfig(config, configFile, { out: o.out, reporter: consoleReporter(), resume: o.resume });
   out();
-  out(`test accuracy (best epoch ${r.result.bestEpoch}; soft = mixture at tau ${r.result.tau.toFixed(3)}, hard = hard order, statistics re-estimated)`);
+  out(`test accuracy (best epoch ${r.result.bestEpoch}; ${r.net.evalMode === 'soft' ? 'soft = the mixture (the model)' : `soft = mixture at tau ${r.result.tau.toFixed(3)}`}, hard = the hard order${r.net.evalMode === 'hard' ? ' (the model)' : ' (a readout)'}, statistics re-estimated for each)`);
   out(accuracyTable(r.result.metrics));
   out();
   out('parameters');
@@ -29,10 +30,11 @@ async function train(config: Config, configFile: string, o: { out: string; resum
   r.net.dispose();
 }
 
-export async function demoCommand(o: { out: string; epochs?: number; limit?: number; seed?: number }): Promise<void> {
-  const config = demoConfig({ epochs: o.epochs, limit: o.limit, seed: o.seed });
+export async function demoCommand(o: { out: string; epochs?: number; limit?: number; seed?: number; method?: string }): Promise<void> {
+  if (o.method !== undefined && o.method !== 'mixture' && o.method !== 'hard') throw new Error(`--method: expected mixture or hard, got '${o.method}'`);
+  const config = demoConfig({ epochs: o.epochs, limit: o.limit, seed: o.seed, method: o.method as Method | undefined });
   out('compnet demo: three tasks (MNIST, Fashion-MNIST, USPS from the built-in data) learn their own computation');
-  out('orders over one shared pool of residual blocks.');
+  out(config.model.method === 'mixture' ? 'orders over one shared pool of templates: at every step, a soft mixture of them.' : 'orders over one shared pool of blocks: at every step, one block (the hard method).');
   await train(config, resolve('demo.json'), o);
 }
 

@@ -25,6 +25,7 @@ program
   .option('--epochs <n>', 'training epochs', int('--epochs'))
   .option('--limit <n>', 'use at most n training and n test images per task (quick runs)', int('--limit'))
   .option('--seed <n>', 'seed for initialisation and batch order', int('--seed'))
+  .option('--method <name>', 'mixture (template mixing, the default) | hard (per-task patches, straight-through hard orders)')
   .action((o) => demoCommand(o));
 
 program
@@ -46,30 +47,33 @@ program
 
 program
   .command('transfer')
-  .description('learn a new task over the frozen stem and pool of a saved model: its order, head and optionally its batch-norm patch')
+  .description('learn a new task over the frozen stem and pool of a saved model: its mixture, head and optionally its own batch-norm patch')
   .argument('<model>', 'model directory')
   .requiredOption('-t, --task <file>', 'JSON task file: a task entry as in a config, or {"task": {...}, "train": {...}}')
-  .requiredOption('--train <parts>', 'what to train: order,head | order,patch,head | patch,head | head | all (full fine-tune of a copy)')
+  .requiredOption('--train <parts>', "what to train: mixture,head | mixture,patch,head | mixture | patch,head | head | all (full fine-tune of a copy); 'order' is accepted for 'mixture'")
   .option('-o, --out <dir>', 'where to save the model with the new task (required unless --in-place)')
   .option('--in-place', 'replace the input model with the one holding the new task (atomically)')
   .option('--only-new-task', 'with --train all: save a model holding only the new task (the fine-tuned pool no longer fits the other tasks)')
-  .option('--init <how>', 'initial order: select (best existing task order on held-out data; default) | random | task:NAME')
+  .option('--init <how>', "where the new task starts: select (the existing task whose mixture scores best on held-out data; default) | random | task:NAME; under mixture its head is copied too when the label counts agree")
   .option('--order-search', 'learn the order by a greedy search over single-step block swaps scored on held-out data, instead of by gradient')
   .option('--min-steps <n>', "at least this many optimizer steps: raises the task file's epochs for a small dataset", int('--min-steps'))
   .action((model, o) => transferCommand(model, o));
 
 program
   .command('adapt')
-  .description("adapt to an unlabelled domain: a new task on the source domains' shared head; only its order is learned (stem, pool, head and sources stay frozen) and its batch-norm statistics are re-estimated on target images")
+  .description("adapt to an unlabelled domain: a new task on the source domains' shared head whose mixture alone adapts: jointly with source training by aligning its features (default when the sources' data is recorded), or from target images alone (--source-free)")
   .argument('<model>', 'model directory')
   .requiredOption('-t, --target <file>', 'JSON task file for the target domain: a task entry as in a config, or {"task": {...}, "train": {...}}')
-  .option('--objective <name>', 'infomax (default) | entropy | select (no gradient: best source order or blend by infomax on target images)')
+  .option('--joint', "the authors' protocol: each step trains the network on the sources, then the target's mixture by an alignment loss (needs the sources' recorded data)")
+  .option('--source-free', 'adapt from target images alone: everything frozen except the target mixture (and its statistics)')
+  .option('--alignment <name>', 'joint: moments (moment matching of last-step features; default) | adversarial (a discriminator)')
+  .option('--objective <name>', 'source-free: infomax (default) | entropy | select (no gradient: best source order or blend by infomax on target images)')
   .option('-o, --out <dir>', 'where to save the model with the target task (required unless --in-place)')
   .option('--in-place', 'replace the input model with the one holding the target task (atomically)')
   .option('--labels', "the target file's labels are real: report target accuracy (never used for training or selection)")
   .option('--sources <tasks>', 'comma-separated source tasks sharing one head (default: the tasks that share a head)')
-  .option('--freeze-order', 'statistics only: keep the initial order and re-estimate batch-norm statistics (AdaBN-like baseline)')
-  .option('--init <how>', 'initial order for infomax/entropy: mean (mean of the sources; default) | select')
+  .option('--freeze-order', 'source-free, statistics only: keep the initial order and re-estimate batch-norm statistics (AdaBN-like baseline)')
+  .option('--init <how>', 'source-free: initial order for infomax/entropy: mean (mean of the sources; default) | select')
   .action((model, o) => adaptCommand(model, o));
 
 program

@@ -15,6 +15,8 @@ import { withDirLock } from '../io/lock.js';
 import { setNumThreads } from '../torch/index.js';
 import { transferTask, type OrderLearning, type TrainPart, type TransferInit, type TransferResult } from './transfer.js';
 import { adaptTarget, resolveSources, type AdaptObjective, type AdaptResult } from './adapt.js';
+import { jointAdapt, type Alignment, type JointAdaptResult } from './jointAdapt.js';
+import type { TaskSplits } from './loop.js';
 import { silentReporter, type Reporter } from './progress.js';
 import { resolve } from 'node:path';
 
@@ -82,7 +84,7 @@ export async function transferFromFiles(model: string, o: TransferFromFilesOptio
           `--train all fine-tunes the stem and pool that the model's tasks (${base.taskNames.join(', ')}) were trained on, so they would no longer work ` +
             `and the saved model cannot keep them; add --only-new-task to save a model holding only the new task (${model} is not changed)`,
         );
-      const tf = loadTaskFile(o.taskFile);
+      const tf = loadTaskFile(o.taskFile, base.spec.method);
       setNumThreads(tf.train.threads);
       const rec = recordFor(tf.task, {
         file: o.taskFile,
@@ -104,7 +106,7 @@ export async function transferFromFiles(model: string, o: TransferFromFilesOptio
       trained = r.net;
       saveModel(r.net, dest, {
         previous: all ? undefined : manifest,
-        metrics: r.metrics ? { [tf.task.name]: { test: r.metrics, transfer: { train: o.train, trainable: r.trainable, initialisedFrom: r.initialisedFrom, search: r.search } } } : undefined,
+        metrics: r.metrics ? { [tf.task.name]: { test: r.metrics, transfer: { train: o.train, trainable: r.trainable, initialisedFrom: r.initialisedFrom, headFrom: r.headFrom, search: r.search } } } : undefined,
         data: { [tf.task.name]: rec },
         history: [...(all ? [] : historyOf(manifest)), ...r.loop.history],
       });
@@ -120,7 +122,17 @@ export async function transferFromFiles(model: string, o: TransferFromFilesOptio
 export interface AdaptFromFilesOptions extends FromFilesCommon {
   /** The target's task file. */
   targetFile: string;
-  objective: AdaptObjective;
+  /**
+   * `joint`: the authors' protocol (`jointAdapt`: the sources keep training, the target's mixture
+   * follows an alignment loss), which needs the sources' recorded training data; `source-free`:
+   * target images only (`adaptTarget`); `auto` (default): joint where every source's recorded
+   * data can be read, else source-free with a warning.
+   */
+  protocol?: 'joint' | 'source-free' | 'auto';
+  /** Joint adaptation's alignment loss (default `moments`). */
+  alignment?: Alignment;
+  /** Source-free adaptation's objective (default `infomax`). */
+  objective?: AdaptObjective;
   /** The target's labels are real: report target accuracy (never used for training or selection). */
   labels?: boolean;
   /** Source tasks sharing one head (default: the tasks that share a head). */
@@ -129,23 +141,34 @@ export interface AdaptFromFilesOptions extends FromFilesCommon {
   init?: 'mean' | 'select';
   /** Where warnings go (default: stderr). */
   warn?: (message: string) => void;
-  onStart?: (info: StartInfo & { sources: string[]; head: string }) => void;
+  onStart?: (info: StartInfo & { sources: string[]; head: string; protocol: 'joint' | 'source-free' }) => void;
 }
 
-export interface AdaptFromFilesResult {
-  task: string;
-  result: AdaptResult;
-  saved: string;
+export type AdaptFromFilesResult = { task: string; saved: string } & ({ protocol: 'joint'; result: JointAdaptResult } | { protocol: 'source-free'; result: AdaptResult });
+
+/** Each source's recorded data, or why it cannot be read (a task without a record, a moved file). */
+function sourceData(manifest: Manifest, sources: string[]): Map<string, TaskSplits> | string {
+  const out = new Map<string, TaskSplits>();
+  for (const s of sources) {
+    const rec = manifest.tasks.find((t) => t.name === s)?.data as TaskDataRecord | undefined;
+    if (!rec) return `source '${s}' records no training data`;
+    try {
+      out.set(s, loadRecordedData(rec));
+    } catch (e) {
+      return `source '${s}': ${(e as Error).message}`;
+    }
+  }
+  return out;
 }
 
-/** `compnet adapt MODEL --target FILE`: adds an unlabelled target domain by learning only its order, and saves the model. */
+/** `compnet adapt MODEL --target FILE`: adds an unlabelled target domain, adapting only its mixture (jointly with source training, or from target images alone), and saves the model. */
 export async function adaptFromFiles(model: string, o: AdaptFromFilesOptions): Promise<AdaptFromFilesResult> {
   const dest = o.out ?? model;
   const warn = o.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
   return withModelOutput(model, dest, 'compnet adapt', o.reporter, async () => {
     const { net, manifest } = loadModel(model);
     try {
-      const tf = loadTaskFile(o.targetFile);
+      const tf = loadTaskFile(o.targetFile, net.spec.method);
       setNumThreads(tf.train.threads);
       const { sources, head } = resolveSources(net, o.sources);
       const headLabels = net.heads.get(head)!.labels;
@@ -164,8 +187,35 @@ export async function adaptFromFiles(model: string, o: AdaptFromFilesOptions): P
         if (names.join('\u0000') !== headLabels.join('\u0000'))
           warn(`target class names (${names.join(', ')}) differ from head '${head}' (${headLabels.join(', ')}); labels are matched by index`);
       }
-      o.onStart?.({ task: tf.task.name, manifest, data, sources, head });
-      const r = await adaptTarget(net, { train: data.train, val: data.val, test: data.test }, {
+      const protocol = o.protocol ?? 'auto';
+      // Joint adaptation aligns features position by position: it needs the sources' data and their input size.
+      const sized = sources.filter((t) => net.task(t).info.inputSize !== data.train.size);
+      const recorded =
+        protocol === 'source-free'
+          ? 'not asked for'
+          : protocol === 'auto' && sized.length
+            ? `the target's input size ${data.train.size} differs from source '${sized[0]}''s ${net.task(sized[0]!).info.inputSize}`
+            : sourceData(manifest, sources);
+      if (protocol === 'joint' && typeof recorded === 'string') throw new Error(`adapt --joint needs every source's training data: ${recorded} (or use --source-free)`);
+      const joint = typeof recorded !== 'string';
+      if (protocol === 'auto' && !joint) warn(`joint adaptation is not possible here (${recorded}): adapting from target images alone (--source-free)`);
+      o.onStart?.({ task: tf.task.name, manifest, data, sources, head, protocol: joint ? 'joint' : 'source-free' });
+      const splits = { train: data.train, val: data.val, test: data.test };
+      if (joint) {
+        const r = await jointAdapt(net, splits, { name: tf.task.name, sources, sourceData: recorded, alignment: o.alignment, settings: tf.train, normalization: data.stats, labels, reporter: o.reporter ?? silentReporter });
+        const { initialOrder, order: _order, loop, sourceMetrics, metrics, ...summary } = r;
+        saveModel(net, dest, {
+          previous: manifest,
+          metrics: {
+            ...Object.fromEntries(Object.entries(sourceMetrics).map(([t, m]) => [t, { test: m }])),
+            [r.task]: { ...(metrics ? { test: metrics } : {}), adapt: { protocol: 'joint', ...summary, initialOrder: initialOrder.toString(), labelsReported: labels } },
+          },
+          data: { [r.task]: rec },
+          history: [...historyOf(manifest), ...loop.history],
+        });
+        return { task: tf.task.name, saved: resolve(dest), protocol: 'joint', result: r };
+      }
+      const r = await adaptTarget(net, splits, {
         name: tf.task.name,
         objective: o.objective,
         sources,
@@ -182,13 +232,13 @@ export async function adaptFromFiles(model: string, o: AdaptFromFilesOptions): P
         metrics: {
           [r.task]: {
             ...(metrics ? { test: metrics } : {}),
-            adapt: { ...summary, initialOrder: initialOrder.toString(), sourceOrders: Object.fromEntries(Object.entries(sourceOrders).map(([k, v]) => [k, v.toString()])), labelsReported: labels },
+            adapt: { protocol: 'source-free', ...summary, initialOrder: initialOrder.toString(), sourceOrders: Object.fromEntries(Object.entries(sourceOrders).map(([k, v]) => [k, v.toString()])), labelsReported: labels },
           },
         },
         data: { [r.task]: rec },
         history: [...historyOf(manifest), ...r.history],
       });
-      return { task: tf.task.name, result: r, saved: resolve(dest) };
+      return { task: tf.task.name, saved: resolve(dest), protocol: 'source-free', result: r };
     } finally {
       net.dispose();
     }

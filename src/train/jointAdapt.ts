@@ -136,6 +136,12 @@ export async function jointAdapt(net: CompNet, data: TaskSplits, o: JointAdaptOp
   if (net.tasks.has(o.name)) throw new Error(`task '${o.name}' already exists in this model`);
   const { sources, head } = resolveSources(net, o.sources);
   for (const s of sources) if (!o.sourceData.has(s)) throw new Error(`adapt --joint: no training data for source '${s}' (joint adaptation keeps training the sources)`);
+  const others = net.taskNames.filter((t) => !sources.includes(t));
+  if (others.length)
+    throw new Error(
+      `adapt --joint keeps training the stem, templates and head on the sources (${sources.join(', ')}), so the model's other tasks (${others.join(', ')}) would no longer match them; ` +
+        `remove them first (compnet remove-task) or adapt from target images alone (--source-free)`,
+    );
   const withLabels = o.labels ?? true;
   const d = withLabels ? data : blind(data);
   const C = net.spec.inputChannels;
@@ -143,6 +149,12 @@ export async function jointAdapt(net: CompNet, data: TaskSplits, o: JointAdaptOp
     if (ds.channels !== C) throw new Error(`adapt: target data '${ds.name}' has ${ds.channels} channel(s), the model takes ${C}`);
     if (ds.n === 0) throw new Error(`adapt: target data '${ds.name}' has no images`);
   }
+  const sized = sources.filter((t) => net.task(t).info.inputSize !== d.train.size);
+  if (sized.length)
+    throw new Error(
+      `adapt --joint aligns the target's features with the sources' position by position, so the target's input size (${d.train.size}) must be the sources' ` +
+        `(${sized.map((t) => `${t}: ${net.task(t).info.inputSize}`).join(', ')}); set the target task's inputSize, or use --source-free`,
+    );
   const s = o.settings;
   const weight = o.alignmentWeight ?? ALIGNMENT_WEIGHT[alignment];
   const init = o.init ?? 'mean';
