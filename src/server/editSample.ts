@@ -19,7 +19,7 @@ export interface EditSample {
 export interface EditSampleOptions {
   /** Test images held out (default 500). */
   testImages?: number;
-  /** Training images used to re-estimate statistics (default 1024). */
+  /** Training images used to re-estimate statistics (default 512: enough for batch-norm means and variances, quick enough for a live page). */
   trainImages?: number;
   seed?: number;
 }
@@ -31,7 +31,7 @@ export function editSample(splits: { train?: Dataset; test: Dataset }, o: EditSa
   if (splits.test.n === 0) throw new Error(`task data '${splits.test.name}': the test split is empty, so there is nothing to evaluate an edit on`);
   const held = seededSubset(splits.test, o.testImages ?? 500, seed);
   if (splits.train && splits.train.n > 0)
-    return { calibration: seededSubset(splits.train, o.trainImages ?? 1024, seed + 1), evaluation: held, calibrationSource: 'train' };
+    return { calibration: seededSubset(splits.train, o.trainImages ?? 512, seed + 1), evaluation: held, calibrationSource: 'train' };
   if (held.n < 2) throw new Error(`task data '${splits.test.name}': ${held.n} test image is too few to split into calibration and evaluation halves`);
   const half = held.n >> 1;
   const first = Int32Array.from({ length: half }, (_, i) => i);

@@ -53,8 +53,8 @@ export function heatmapOption(s: HeatmapSpec): EChartsCoreOption {
   return {
     animation: false,
     tooltip: { formatter: (p: { value: number[] }) => `${s.rowLabels[p.value[1]!]} · ${s.colLabels[p.value[0]!]}: ${p.value[2]!.toFixed(3)}` },
-    grid: { left: 110, right: 16, top: 36, bottom: 8 },
-    xAxis: { type: 'category', data: s.colLabels, position: 'top', name: s.xName, nameLocation: 'middle', nameGap: 22, splitArea: { show: true } },
+    grid: { left: 110, right: 16, top: 46, bottom: 8 },
+    xAxis: { type: 'category', data: s.colLabels, position: 'top', name: s.xName, nameLocation: 'middle', nameGap: 26, splitArea: { show: true } },
     yAxis: { type: 'category', data: s.rowLabels, inverse: true, splitArea: { show: true } },
     visualMap: { min: 0, max: 1, show: false, inRange: { color: VIRIDIS } },
     series: [{ type: 'heatmap', data, label: { show: true, formatter: (p: { value: number[] }) => p.value[2]!.toFixed(s.digits ?? 2) } }],
@@ -62,4 +62,4 @@ export function heatmapOption(s: HeatmapSpec): EChartsCoreOption {
 }
 
 /** Height in pixels for a heat map of `rows` rows. */
-export const heatmapHeight = (rows: number) => 50 + 34 * rows;
+export const heatmapHeight = (rows: number) => 60 + 34 * rows;

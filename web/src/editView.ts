@@ -4,9 +4,9 @@
  * on a held-out sample of the task's test data, shown beside the task as it is. Nothing changes
  * the saved model except Save as…, which adds the edit as a new task.
  */
-import { draw, heatmapHeight, heatmapOption, templateName } from './charts.js';
+import { heatmapHeight, templateName } from './charts.js';
 import { h, pct, entropy, normalise, showError } from './dom.js';
-import { stepLabels, templateLabels } from './mixturesView.js';
+import { drawMixture, templateLabels } from './mixturesView.js';
 import { evaluateEdit, saveEdit, type EditEvaluation, type ModelView, type TaskView } from './api.js';
 
 const same = (a: number[], b: number[]) => a.every((v, i) => Math.abs(v - b[i]!) < 1e-9);
@@ -35,7 +35,7 @@ function resultTable(r: EditEvaluation): HTMLElement {
 export function renderEdit(root: HTMLElement, m: ModelView, onSaved: (notice: string) => void, notice = ''): void {
   const select = h('select', { id: 'edit-task', 'aria-label': 'task to edit' }, ...m.tasks.map((t) => h('option', { value: t.name }, t.name)));
   const grid = h('table', { class: 'sliders', id: 'edit-grid' });
-  const heat = h('div', { class: 'chart', style: `height:${heatmapHeight(m.steps)}px` });
+  const heat = h('div', { class: 'chart heat', style: `height:${heatmapHeight(m.steps)}px` });
   const evaluateButton = h('button', { id: 'edit-evaluate', class: 'primary' }, 'Evaluate');
   const resetButton = h('button', { id: 'edit-reset' }, 'Reset');
   const result = h('div', { id: 'edit-result' });
@@ -61,7 +61,7 @@ export function renderEdit(root: HTMLElement, m: ModelView, onSaved: (notice: st
     cancelAnimationFrame(pending);
     pending = requestAnimationFrame(() => {
       const w = weights();
-      draw(heat, heatmapOption({ values: w, rowLabels: stepLabels(w.map(entropy)), colLabels: templateLabels(m.blocks), outline: w.map((r) => r.indexOf(Math.max(...r))), xName: 'template' }));
+      drawMixture(heat, w, w.map(entropy), m.blocks);
     });
   };
   const showRow = (l: number) => {

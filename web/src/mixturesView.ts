@@ -6,25 +6,22 @@ import type { ModelView, TaskView } from './api.js';
 export const stepLabels = (entropies: number[]) => entropies.map((e, l) => `step ${l + 1} · H ${e.toFixed(2)}`);
 export const templateLabels = (n: number) => Array.from({ length: n }, (_, b) => templateName(b));
 
-/** One task's mixture chart into `el`. */
-export function drawMixture(el: HTMLElement, weights: number[][], entropies: number[], blocks: number): void {
-  draw(el, heatmapOption({
-    values: weights,
-    rowLabels: stepLabels(entropies),
-    colLabels: templateLabels(blocks),
-    outline: weights.map((row) => row.indexOf(Math.max(...row))),
-    xName: 'template',
-  }));
+/** The largest weight of each step (the first on ties, as the hard readout picks). */
+export const argmaxRows = (weights: number[][]) => weights.map((row) => row.indexOf(Math.max(...row)));
+
+/** One mixture chart into `el`; `hard` (0-based per step) is outlined, by default each step's largest weight. */
+export function drawMixture(el: HTMLElement, weights: number[][], entropies: number[], blocks: number, hard = argmaxRows(weights)): void {
+  draw(el, heatmapOption({ values: weights, rowLabels: stepLabels(entropies), colLabels: templateLabels(blocks), outline: hard, xName: 'template' }));
 }
 
 function card(t: TaskView, blocks: number): { el: HTMLElement; render: () => void } {
-  const chart = h('div', { class: 'chart', style: `height:${heatmapHeight(t.weights.length)}px` });
+  const chart = h('div', { class: 'chart heat', style: `height:${heatmapHeight(t.weights.length)}px` });
   const el = h('article', { class: 'card', 'data-task': t.name },
     h('h3', {}, t.name),
     h('p', {}, 'hard order ', h('b', { class: 'mono hard-order' }, t.order), ` · mean entropy ${t.meanEntropy.toFixed(3)} nats · τ ${+t.tau.toPrecision(3)}`),
     chart,
   );
-  return { el, render: () => drawMixture(chart, t.weights, t.entropy, blocks) };
+  return { el, render: () => drawMixture(chart, t.weights, t.entropy, blocks, t.hard.map((b) => b - 1)) };
 }
 
 export function renderMixtures(root: HTMLElement, m: ModelView): void {

@@ -14,7 +14,7 @@ export function renderTraining(root: HTMLElement, m: ModelView): void {
   const select = h('select', { id: 'training-task', 'aria-label': 'task' }, ...names.map((n) => h('option', { value: n }, n)));
   const slider = h('input', { type: 'range', id: 'training-epoch', min: 0, step: 1, 'aria-label': 'epoch' });
   const epochLabel = h('b', {});
-  const heat = h('div', { class: 'chart', style: `height:${heatmapHeight(m.steps)}px` });
+  const heat = h('div', { class: 'chart heat', style: `height:${heatmapHeight(m.steps)}px` });
   const lines = h('div', { class: 'chart', style: 'height:280px' });
   root.append(
     h('p', { class: 'muted' }, 'Drag the slider to replay the mixture epoch by epoch (weights at that epoch\'s temperature τ).'),
@@ -28,7 +28,7 @@ export function renderTraining(root: HTMLElement, m: ModelView): void {
     const i = Number(slider.value);
     epochLabel.textContent = `${hist.epochs[i]} of ${hist.epochs.at(-1)} (τ ${+hist.tau[i]!.toPrecision(3)})`;
     const w = hist.weights[i]!;
-    drawMixture(heat, w, w.map(entropy), m.blocks);
+    drawMixture(heat, w, w.map(entropy), m.blocks, hist.hard[i]!.map((b) => b - 1));
   };
   const showTask = () => {
     const hist = m.history[select.value]!;
