@@ -23,7 +23,10 @@ import { SerialQueue } from '../src/server/serialQueue.js';
 import { HttpError } from '../src/server/httpError.js';
 import { startViewer, type Viewer } from '../src/server/serve.js';
 import { digitPng, trainViewerModel } from './serveFixture.js';
-import { syntheticDataset } from './helpers.js';
+import { syntheticDataset, tinySpec, tmp } from './helpers.js';
+import { CompNet } from '../src/model/network.js';
+import { saveModel } from '../src/io/savedModel.js';
+import jpeg from 'jpeg-js';
 
 interface Reply {
   status: number;
@@ -206,6 +209,13 @@ describe('the viewer\'s server on loopback', () => {
     assert.match(wrongType.json().error!, /unsupported content type/);
     const ok = await upload(`${url}api/predict`, png, 'image/png');
     assert.equal(ok.status, 200, ok.text);
+    const img = decodeImage(png, 'digit');
+    const rgba = Buffer.alloc(img.width * img.height * 4, 255);
+    img.data.forEach((v, i) => rgba.fill(v, 4 * i, 4 * i + 3));
+    const jpg = Buffer.from(jpeg.encode({ data: rgba, width: img.width, height: img.height }, 90).data);
+    const j = await upload(`${url}api/predict`, jpg, 'image/jpeg');
+    assert.equal(j.status, 200, j.text);
+    assert.deepEqual((j.json() as { image: unknown }).image, { width: 28, height: 28, channels: 3 }, 'a colour JPEG, made grey as the tasks need');
   });
 
   test('an uploaded image gets, for every task, the label CompNet.predict gives', async () => {
@@ -341,14 +351,39 @@ describe('the viewer\'s server on loopback', () => {
   });
 });
 
+test('a model that records no data: views and predictions work, an edit is a 409 that says why; a busy port is a clear error', async () => {
+  const dir = tmp('compnet-serve-nodata-');
+  const net = CompNet.create(tinySpec(), { seed: 4 });
+  net.addTask({ name: 'plain', labels: ['a', 'b'], inputSize: 6, normalization: { mean: [0.5], std: [0.25] } });
+  saveModel(net, dir);
+  net.dispose();
+  const viewer = await startViewer(dir, { port: 0 });
+  try {
+    const view = (await send(`${viewer.url}api/model`)).json() as unknown as { tasks: { name: string; editable: boolean }[]; history: object };
+    assert.deepEqual(view.tasks.map((t) => [t.name, t.editable]), [['plain', false]]);
+    assert.deepEqual(view.history, {});
+    const p = await upload(`${viewer.url}api/predict`, digitPng(0));
+    assert.equal(p.status, 200, p.text);
+    const e = await post(`${viewer.url}api/tasks/plain/evaluate`, { weights: [[1, 0, 0], [1, 0, 0], [1, 0, 0], [1, 0, 0]] });
+    assert.equal(e.status, 409);
+    assert.match(e.json().error!, /task 'plain' records no data/);
+    await assert.rejects(startViewer(dir, { port: viewer.port }), new RegExp(`port ${viewer.port} on 127\\.0\\.0\\.1 is in use`));
+  } finally {
+    await viewer.close();
+    rmSync(dir, { recursive: true });
+  }
+});
+
 test('compnet serve prints its address, serves the page and stops on Ctrl-C', async () => {
   const model = await trainViewerModel();
   const bin = new URL('../bin/compnet', import.meta.url).pathname;
   // COMPNET_LAUNCHED: the launcher runs the CLI in its own process (no re-exec for jemalloc), so
   // the signal reaches the server itself, as Ctrl-C in a terminal reaches the whole process group.
-  const child = spawn(process.execPath, [bin, 'serve', model, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, COMPNET_LAUNCHED: '1' } });
+  const child = spawn(process.execPath, [bin, 'serve', model, '--port', '0', '--data'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, COMPNET_LAUNCHED: '1' } });
   try {
     let out = '';
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
     const address = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no address printed: ${out}`)), 30_000);
       child.stdout.on('data', (c: Buffer) => {
@@ -363,6 +398,7 @@ test('compnet serve prints its address, serves the page and stops on Ctrl-C', as
     });
     const r = await send(`${address}api/model`);
     assert.equal(r.status, 200);
+    assert.match(err, /digits: 120 held-out test images, statistics from 216 training images/, '--data loads the data before serving');
     assert.deepEqual((r.json() as unknown as { tasks: { name: string }[] }).tasks.map((t) => t.name), ['digits', 'clothes']);
     const code = await new Promise<number | null>((resolve) => {
       child.on('exit', (c) => resolve(c));

@@ -32,7 +32,15 @@ export async function startViewer(dir: string, o: ViewerOptions = {}): Promise<V
   try {
     if (o.preload) await session.preload(o.log);
     const app = buildApp(session, { hosts: hostPolicy(host), maxUploadBytes: o.maxUploadBytes });
-    await app.listen({ port: o.port ?? DEFAULT_PORT, host });
+    try {
+      await app.listen({ port: o.port ?? DEFAULT_PORT, host });
+    } catch (e) {
+      await app.close();
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE') throw new Error(`port ${o.port ?? DEFAULT_PORT} on ${host} is in use (another viewer?); choose another with --port, or --port 0 for any free one`);
+      if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new Error(`cannot listen on ${host}: this machine has no such address (--host)`);
+      throw e;
+    }
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : (o.port ?? DEFAULT_PORT);
     return {
