@@ -102,17 +102,26 @@ test('the viewer in headless Chromium: every task and view, classify an image, e
     }
     await screenshot(page, 'classify');
 
-    // Edit: run template 2 at step 1 of `digits`, evaluate, see both accuracies.
+    // Edit `digits`: step 1 runs template 2 only, step 2 is copied from `clothes`, step 3's T1
+    // slider goes to 0.5; evaluate and see both accuracies beside the original's.
     await openView(page, 'edit');
     await page.selectOption('#edit-task', 'digits');
-    const step1 = page.locator('#edit-grid tr[data-step="1"]');
-    await step1.locator('select.pick').selectOption('1');
-    assert.equal(await step1.getAttribute('class'), 'changed');
-    assert.deepEqual(await step1.locator('.share').allInnerTexts(), ['0.00', '1.00', '0.00']);
+    const view = viewer.session.view();
+    const [digits, clothes] = ['digits', 'clothes'].map((n) => view.tasks.find((t) => t.name === n)!);
+    const step = (l: number) => page.locator(`#edit-grid tr[data-step="${l}"]`);
+    const shares = (l: number) => step(l).locator('.share').allInnerTexts();
+    assert.deepEqual(await shares(1), digits!.weights[0]!.map((w) => w.toFixed(2)), 'the sliders start at the task\'s mixture');
+    await step(1).locator('select.pick').selectOption('1');
+    assert.equal(await step(1).getAttribute('class'), 'changed');
+    assert.deepEqual(await shares(1), ['0.00', '1.00', '0.00']);
+    await step(2).locator('select.copy').selectOption('clothes');
+    assert.deepEqual(await shares(2), clothes!.weights[1]!.map((w) => w.toFixed(2)));
+    await step(3).locator('input[data-template="1"]').fill('0.5');
+    const row3 = [0.5, ...digits!.weights[2]!.slice(1)];
+    assert.deepEqual(await shares(3), row3.map((w) => (w / row3.reduce((a, b) => a + b, 0)).toFixed(2)));
     await page.click('#edit-evaluate');
     await page.waitForSelector('#edit-result .edited-hard', { timeout: 20_000 });
-    const digits = viewer.session.view().tasks.find((t) => t.name === 'digits')!;
-    const expected = await viewer.session.evaluateEdit('digits', [[0, 1, 0], ...digits.weights.slice(1)]);
+    const expected = await viewer.session.evaluateEdit('digits', [[0, 1, 0], clothes!.weights[1]!, row3]);
     for (const k of ['soft', 'hard'] as const) {
       assert.equal(await page.innerText(`#edit-result .original-${k}`), pct(expected.original[k]), `original ${k}`);
       assert.equal(await page.innerText(`#edit-result .edited-${k}`), pct(expected.edited[k]), `edited ${k}`);
