@@ -1,6 +1,6 @@
 /** `compnet serve MODEL [--port P] [--host H] [--data]`: the local viewer (see src/server/). */
 import { resolve } from 'node:path';
-import { startViewer, DEFAULT_PORT } from '../server/serve.js';
+import { DEFAULT_PORT } from '../server/defaults.js';
 import { isLoopback } from '../server/hostCheck.js';
 
 export { DEFAULT_PORT };
@@ -14,6 +14,8 @@ export async function serveCommand(dir: string, o: { port?: number; host?: strin
     );
   const log = (line: string) => process.stderr.write(`${line}\n`);
   if (o.data) log('loading every task\'s recorded data…');
+  // Loaded here, not at the top: every other command would otherwise pay for loading the web framework.
+  const { startViewer } = await import('../server/serve.js');
   const viewer = await startViewer(dir, { port: o.port, host, preload: o.data, log });
   process.stdout.write(`compnet viewer for ${resolve(dir)}\nopen ${viewer.url} in a browser (Ctrl-C stops it)\n`);
   await new Promise<void>((done) => {

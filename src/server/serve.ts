@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp, viewerUrl } from './app.js';
 import { hostPolicy } from './hostCheck.js';
 import { ModelSession } from './session.js';
+import { DEFAULT_PORT } from './defaults.js';
 
 export interface ViewerOptions {
   /** TCP port; 0 picks a free one (default 8765). */
@@ -24,7 +25,7 @@ export interface Viewer {
   close(): Promise<void>;
 }
 
-export const DEFAULT_PORT = 8765;
+export { DEFAULT_PORT };
 
 export async function startViewer(dir: string, o: ViewerOptions = {}): Promise<Viewer> {
   const host = o.host ?? '127.0.0.1';
