@@ -318,6 +318,9 @@ describe('the viewer\'s server on loopback', () => {
   test('paths outside the built front end are 404s: no request reaches the file system', async () => {
     for (const p of ['/../package.json', '/%2e%2e/package.json', '/assets/..%2f..%2fsession.ts', '/manifest.json', '/etc/passwd', '/assets/%2e%2e%2f%2e%2e%2fapp.ts', '/api/nothing'])
       assert.equal((await send(`${url.slice(0, -1)}${p}`)).status, 404, p);
+    const unknown = await post(`${url}api/nothing`, {});
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.json().error, 'no such API endpoint: POST /api/nothing');
     const page = await send(url);
     assert.equal(page.status, 200);
     assert.match(page.text, /<title>compnet viewer<\/title>/);

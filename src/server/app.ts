@@ -99,9 +99,11 @@ export function buildApp(session: ModelSession, o: AppOptions = {}): FastifyInst
     return session.saveAs(req.params.task, b.weights, b.name);
   });
 
-  app.get('/api/*', async (req) => {
-    throw new HttpError(404, `no such API endpoint: ${req.url}`);
-  });
+  const noSuchEndpoint = async (req: { method: string; url: string }) => {
+    throw new HttpError(404, `no such API endpoint: ${req.method} ${req.url}`);
+  };
+  app.get('/api/*', noSuchEndpoint);
+  app.setNotFoundHandler(noSuchEndpoint);
 
   app.get('/*', async (req, reply) => {
     const path = new URL(req.url, 'http://viewer').pathname;
