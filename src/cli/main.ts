@@ -5,6 +5,7 @@ import { demoCommand, evalCommand, removeTaskCommand, summaryCommand, trainComma
 import { inspectCommand } from './inspectCommand.js';
 import { transferCommand } from './transferCommand.js';
 import { adaptCommand } from './adaptCommand.js';
+import { serveCommand, DEFAULT_PORT } from './serveCommand.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -97,6 +98,15 @@ program
   .argument('<model>', 'model directory')
   .option('-o, --out <dir>', 'also write the report (orders.json, pictures, index.html) to this directory')
   .action((dir, o) => inspectCommand(dir, o));
+
+program
+  .command('serve')
+  .description("a local web viewer: every task's mixture, its evolution over training, template usage and similarity; classify your own image; edit a mixture and see the accuracy change (Save as… adds the edit as a new task)")
+  .argument('<model>', 'model directory')
+  .option('-p, --port <n>', 'port (0: any free port)', int('--port'), DEFAULT_PORT)
+  .option('--host <address>', 'address to listen on (default 127.0.0.1; any other address is reachable from other machines)')
+  .option('--data', "load every task's recorded data at start, so the first edit is evaluated at once (default: on each task's first edit)")
+  .action((model, o) => serveCommand(model, o));
 
 try {
   await program.parseAsync(process.argv);
