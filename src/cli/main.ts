@@ -5,6 +5,7 @@ import { demoCommand, evalCommand, summaryCommand, trainCommand } from './comman
 import { inspectCommand } from './inspectCommand.js';
 import { transferCommand } from './transferCommand.js';
 import { adaptCommand } from './adaptCommand.js';
+import { predictCommand } from './predictCommand.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -67,6 +68,19 @@ program
   .option('--freeze-order', 'statistics only: keep the initial order and re-estimate batch-norm statistics (AdaBN-like baseline)')
   .option('--init <how>', 'initial order for infomax/entropy: mean (mean of the sources; default) | select')
   .action((model, o) => adaptCommand(model, o));
+
+program
+  .command('predict')
+  .description("classify images with a saved model's task: image files, folders (PNG/JPEG, recursively) or IDX files; one line per image (file, label, probability), preprocessed as the task was trained")
+  .argument('<model>', 'model directory')
+  .argument('<input...>', 'image files, folders or IDX image files')
+  .option('-t, --task <name>', 'the task to run (may be omitted when the model has one task)')
+  .option('--all-tasks', 'run every task of the model on each image')
+  .option('--top <k>', 'print the k most probable classes', int('--top'), 1)
+  .option('--json', 'write JSON lines: {file, index (IDX only), task, label, probability, top}')
+  .option('--batch <n>', 'images per forward pass', int('--batch'), 256)
+  .option('--threads <n>', 'intra-op threads', int('--threads'))
+  .action((model, inputs, o) => predictCommand(model, inputs, o));
 
 program
   .command('summary')
