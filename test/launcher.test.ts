@@ -120,7 +120,7 @@ async function withTraining(body: (run: Awaited<ReturnType<typeof startTraining>
   }
 }
 
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
   test(`${signal} to the launcher is forwarded: the training stops and the launcher dies of the same signal`, () =>
     withTraining(async (run, out) => {
       const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => run.launcher.on('exit', (code, sig) => r({ code, signal: sig })));
