@@ -6,6 +6,7 @@ import { inspectCommand } from './inspectCommand.js';
 import { transferCommand } from './transferCommand.js';
 import { adaptCommand } from './adaptCommand.js';
 import { serveCommand, DEFAULT_PORT } from './serveCommand.js';
+import { predictCommand } from './predictCommand.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -85,6 +86,19 @@ program
   .option('-o, --out <dir>', 'where to save the model without the task (required unless --in-place)')
   .option('--in-place', 'replace the input model (atomically)')
   .action((model, name, o) => removeTaskCommand(model, name, o));
+
+program
+  .command('predict')
+  .description("classify images with a saved model's task: image files, folders (PNG/JPEG, recursively) or IDX files; one line per image (file, label, probability), preprocessed as the task was trained")
+  .argument('<model>', 'model directory')
+  .argument('<input...>', 'image files, folders or IDX image files')
+  .option('-t, --task <name>', 'the task to run (may be omitted when the model has one task)')
+  .option('--all-tasks', 'run every task of the model on each image')
+  .option('--top <k>', 'print the k most probable classes', int('--top'), 1)
+  .option('--json', 'write JSON lines: {file, index (IDX only), task, label, probability, top}')
+  .option('--batch <n>', 'images per forward pass', int('--batch'), 256)
+  .option('--threads <n>', 'intra-op threads', int('--threads'))
+  .action((model, inputs, o) => predictCommand(model, inputs, o));
 
 program
   .command('summary')

@@ -124,16 +124,12 @@ export function writeIdx(path: string, shape: number[], data: IdxData, opts: { g
  * integer `[n]`, non-negative. Class names default to "0".."max label".
  */
 export function readIdxPair(imagesPath: string, labelsPath: string, classNames?: string[]): LabelledImages & { images: ImageBatch } {
-  const img = readIdx(imagesPath);
+  const images = readIdxImages(imagesPath);
   const lab = readIdx(labelsPath);
-  if (!(img.data instanceof Uint8Array)) throw new Error(`${imagesPath}: images must be u8 (type 0x08)`);
-  if (img.shape.length !== 3 && !(img.shape.length === 4 && (img.shape[3] === 1 || img.shape[3] === 3))) {
-    throw new Error(`${imagesPath}: images must have shape [n, h, w] or [n, h, w, 1|3], got [${img.shape.join(', ')}]`);
-  }
   if (lab.shape.length !== 1 || lab.data instanceof Float32Array || lab.data instanceof Float64Array) {
     throw new Error(`${labelsPath}: labels must be a 1-D integer array, got shape [${lab.shape.join(', ')}]`);
   }
-  const [n, height, width] = img.shape;
+  const n = images.n;
   if (lab.shape[0] !== n) throw new Error(`${labelsPath}: ${lab.shape[0]} labels but ${imagesPath} has ${n} images`);
   const labels = Int32Array.from(lab.data as ArrayLike<number>);
   let max = -1;
@@ -143,7 +139,20 @@ export function readIdxPair(imagesPath: string, labelsPath: string, classNames?:
   }
   const names = classNames ?? Array.from({ length: max + 1 }, (_, i) => String(i));
   if (max >= names.length) throw new Error(`${labelsPath}: label ${max} but only ${names.length} classes`);
-  const channels = img.shape.length === 4 ? (img.shape[3] as 1 | 3) : 1;
-  const images: ImageBatch = { n, height, width, channels, data: img.data };
   return { images, labels, classNames: names };
+}
+
+/**
+ * Read an IDX images file: u8 `[n, h, w]` (grey) or `[n, h, w, c]` with c = 1 or 3. Shared by
+ * labelled data (`readIdxPair`) and by `compnet predict`, which reads images without labels.
+ */
+export function readIdxImages(path: string): ImageBatch {
+  const img = readIdx(path);
+  if (!(img.data instanceof Uint8Array)) throw new Error(`${path}: images must be u8 (type 0x08)`);
+  if (img.shape.length !== 3 && !(img.shape.length === 4 && (img.shape[3] === 1 || img.shape[3] === 3))) {
+    throw new Error(`${path}: images must have shape [n, h, w] or [n, h, w, 1|3], got [${img.shape.join(', ')}]`);
+  }
+  const [n, height, width] = img.shape as [number, number, number];
+  const channels = img.shape.length === 4 ? (img.shape[3] as 1 | 3) : 1;
+  return { n, height, width, channels, data: img.data };
 }

@@ -34,7 +34,7 @@ export interface LabelledImages {
 }
 
 /** File extensions read by `readImageFolder` (compared case-insensitively). */
-const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg'];
+export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg'];
 
 /** Copy out the images at `indices` (in that order), keeping the representation; used to subset before the costly preprocessing. */
 export function pickImages<T extends RawImage[] | ImageBatch>(images: T, indices: ArrayLike<number>): T {
