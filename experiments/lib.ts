@@ -149,7 +149,7 @@ function previousRun<T extends RunRecord>(experiment: string, resultsName: strin
 }
 
 /** The commit the code ran at (with `+dirty` when the tree had uncommitted changes). */
-export function commit(): string {
+function commit(): string {
   try {
     const head = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
     const dirty = execSync('git status --porcelain --untracked-files=no', { encoding: 'utf8' }).trim() !== '';

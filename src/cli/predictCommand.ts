@@ -30,7 +30,7 @@ export interface PredictOptions {
 const PROGRESS_MIN_IMAGES = 1000;
 
 /** The preprocessing a task was trained with, from its manifest entry and recorded data config. */
-export function taskPreprocessing(manifest: Manifest, task: string): PreprocessOptions {
+function taskPreprocessing(manifest: Manifest, task: string): PreprocessOptions {
   const entry = manifest.tasks.find((t) => t.name === task);
   if (!entry) throw new Error(`unknown task '${task}' (this model has: ${manifest.tasks.map((t) => t.name).join(', ')})`);
   const channels = manifest.spec.inputChannels;

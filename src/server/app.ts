@@ -26,7 +26,7 @@ export interface AppOptions {
   assets?: Map<string, Asset>;
 }
 
-export const DEFAULT_MAX_UPLOAD = 10 * 2 ** 20;
+const DEFAULT_MAX_UPLOAD = 10 * 2 ** 20;
 const IMAGE_TYPES = ['image/png', 'image/jpeg', 'application/octet-stream'];
 const mib = (n: number) => `${+(n / 2 ** 20).toFixed(2)} MiB`;
 

@@ -22,10 +22,10 @@ export interface Classification {
 }
 
 /** Largest image the viewer decodes (pixels, as stated in the file's header). */
-export const MAX_PIXELS = 40e6;
+const MAX_PIXELS = 40e6;
 
 /** How a task brought its training images to size: `data.task.fit` of its data record, `resize` when none is recorded. */
-export function taskFit(entry: Manifest['tasks'][number] | undefined): FitMode {
+function taskFit(entry: Manifest['tasks'][number] | undefined): FitMode {
   const fit = (entry?.data as { task?: { fit?: unknown } } | undefined)?.task?.fit;
   return fit === 'pad' ? 'pad' : 'resize';
 }

@@ -6,7 +6,7 @@
 import { HttpError } from './httpError.js';
 
 /** Width and height stated by a PNG's IHDR chunk or a JPEG's start-of-frame marker; undefined when neither is found. */
-export function statedSize(buf: Buffer): { width: number; height: number } | undefined {
+function statedSize(buf: Buffer): { width: number; height: number } | undefined {
   if (buf.length >= 24 && buf.readUInt32BE(0) === 0x89504e47 && buf.toString('latin1', 12, 16) === 'IHDR')
     return { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) };
   if (buf.length >= 4 && buf[0] === 0xff && buf[1] === 0xd8) {

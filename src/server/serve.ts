@@ -25,7 +25,6 @@ export interface Viewer {
   close(): Promise<void>;
 }
 
-export { DEFAULT_PORT };
 
 export async function startViewer(dir: string, o: ViewerOptions = {}): Promise<Viewer> {
   const host = o.host ?? '127.0.0.1';

@@ -15,7 +15,7 @@ export interface Asset {
 }
 
 /** Where `npm run build:web` writes the front end; shipped in the package. */
-export const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
+const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
