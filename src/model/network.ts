@@ -97,8 +97,12 @@ export class CompNet {
     this.pool = pool;
   }
 
-  /** A freshly initialised network with no tasks. `seed` seeds libtorch's generator first. */
-  static create(spec: ModelSpec, o: { seed?: number; dtype?: FloatDType } = {}): CompNet {
+  /**
+   * A freshly initialised network with no tasks. `seed` seeds libtorch's generator first. A spec
+   * that names no method gets the default, `mixture`.
+   */
+  static create(given: Omit<ModelSpec, 'method'> & { method?: Method }, o: { seed?: number; dtype?: FloatDType } = {}): CompNet {
+    const spec: ModelSpec = { ...given, method: given.method ?? 'mixture' };
     checkSpec(spec);
     if (o.seed !== undefined) manualSeed(o.seed);
     const dtype = o.dtype ?? 'float32';
