@@ -3,7 +3,7 @@ import { execSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { ensureDir, writeFileAtomic, LIBRARY_VERSION } from '../src/index.js';
+import { ensureDir, writeFileAtomic, LIBRARY_VERSION, type Method } from '../src/index.js';
 
 export interface ExperimentArgs {
   quick: boolean;
@@ -24,6 +24,14 @@ export function parseArgs(argv: string[]): ExperimentArgs {
   const threads = t >= 0 ? Number(argv[t + 1]) : 2;
   if (!Number.isInteger(threads) || threads < 1) throw new Error('--threads must be a positive integer');
   return { quick, resume: argv.includes('--resume'), seeds: Array.from({ length: n }, (_, k) => k), threads, argv };
+}
+
+/** `--method mixture|hard` (default `mixture`, the default method). */
+export function methodFlag(args: ExperimentArgs): Method {
+  const i = args.argv.indexOf('--method');
+  const m = i < 0 ? 'mixture' : args.argv[i + 1];
+  if (m !== 'mixture' && m !== 'hard') throw new Error(`--method must be mixture or hard, got '${m}'`);
+  return m;
 }
 
 /** A positive integer flag `--name N`, or `fallback` when absent. */
@@ -148,8 +156,14 @@ function previousRun<T extends RunRecord>(experiment: string, resultsName: strin
   return prev;
 }
 
-/** The commit the code ran at (with `+dirty` when the tree had uncommitted changes). */
+/** The commit the code ran at (with `+dirty` when the tree had uncommitted changes), read once when the run starts. */
+const COMMIT = readCommit();
+
 function commit(): string {
+  return COMMIT;
+}
+
+function readCommit(): string {
   try {
     const head = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
     const dirty = execSync('git status --porcelain --untracked-files=no', { encoding: 'utf8' }).trim() !== '';

@@ -1,26 +1,25 @@
 /**
- * E2 — multi-task learning across datasets (issue 5): MNIST, Fashion-MNIST, USPS and CIFAR-10,
- * all at 32x32x3 (grey images replicated to three channels), at equal training steps:
+ * E2 — multi-task learning across datasets: MNIST, Fashion-MNIST, USPS and CIFAR-10, all at
+ * 32x32x3 (grey images replicated to three channels), at equal training steps:
  * (a) independent networks, one per task (same N and L, own stem and blocks, identity order);
- * (b) hard sharing: one stem and pool, one fixed order (identity) for every task, per-task
- *     heads and batch-norm patches;
- * (c) compnet: per-task learned orders over one pool, weight mixing;
+ * (b) hard sharing: one stem and pool, one fixed order (identity, one template per step) for
+ *     every task, per-task heads (and, under `hard`, per-task batch-norm patches);
+ * (c) compnet: per-task learned mixtures over one pool, weight mixing;
  * (d) the same with output mixing (every block runs at every step while training).
- * Every variant trains with compnet's default settings for the same epochs; a step of a
+ * Every variant trains with the method's default settings for the same epochs; a step of a
  * multi-task variant draws one batch from every task, so each task sees the same number of
- * batches as its independent network.
+ * batches as its independent network. `--method mixture` (default: template mixing, accuracy of
+ * the soft mixture) or `--method hard` (version 1, accuracy of the hard order).
  *
- * `npm run experiment -- multitask [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--resume]`
+ * `npm run experiment -- multitask [--method mixture|hard] [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--resume]`
  * (`--train`: training images per task; a run with either budget flag writes
- * `results/multitask-<train>x<epochs>.md`).
+ * `results/multitask-<train>x<epochs>.md`; `--method hard` adds `-hard`).
  */
 import { pathToFileURL } from 'node:url';
-import { CompNet, Order, trainMultitask, trainDefaults, type MultitaskSettings, type ModelSpec, type TaskData, torch, table, Rng } from '../src/index.js';
-import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, startRun, log, type RunRecord } from './lib.js';
+import { CompNet, Order, trainMultitask, trainDefaults, type MultitaskSettings, type ModelSpec, type Method, type TaskData, torch, table, Rng } from '../src/index.js';
+import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, startRun, log, curveText, convergence, methodFlag, type RunRecord } from './lib.js';
 import { IDX, cifar10, loadIdxTask, type IdxFiles } from './data.js';
 
-/** These experiments measure the `hard` method (version 1), with its training defaults. */
-const HARD_TRAIN = trainDefaults('hard');
 
 export const TASKS = ['mnist', 'fashion', 'usps', 'cifar10'] as const;
 export type Task = (typeof TASKS)[number];
@@ -43,7 +42,7 @@ const VARIANTS: Variant[] = [
 ];
 
 /** E2's network: a pool of `blocks` inverted-residual blocks (4 in E2), L = 4, C = 32, 32x32x3 inputs. */
-export const e2Spec = (blocks = 4): ModelSpec => ({ inputChannels: 3, channels: 32, blocks, steps: 4, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight', method: 'hard' });
+export const e2Spec = (blocks = 4, method: Method = 'hard'): ModelSpec => ({ inputChannels: 3, channels: 32, blocks, steps: 4, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight', method });
 
 /** E2's four tasks for one seed at 32x32x3, and each task's class names (CIFAR-10's by name). */
 export function loadE2Tasks(seed: number, limit: { train: number; test: number }): { data: Map<Task, TaskData>; labelsOf: (t: Task) => string[] } {
@@ -58,6 +57,8 @@ interface Run {
   acc: Record<Task, number>;
   orders: Record<Task, string>;
   seconds: number;
+  /** Mean validation accuracy over the network's tasks after every epoch (one curve per network; (a) has four). */
+  curves?: number[][];
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -66,10 +67,15 @@ export async function main(argv: string[]): Promise<void> {
   torch.setNumThreads(args.threads);
   // The default is sized to run in about an hour on one core (output mixing runs all four blocks
   // at every step); `--train/--epochs` buy more steps where the machine allows.
-  const { train, epochs, resultsName } = budget(args, 'multitask', { train: 1000, epochs: 3 }, { train: 400, epochs: 1 });
+  const method = methodFlag(args);
+  const TRAIN = trainDefaults(method);
+  const b = budget(args, 'multitask', { train: 1000, epochs: 3 }, { train: 400, epochs: 1 });
+  const { train, epochs } = b;
+  const resultsName = method === 'hard' ? `${b.resultsName}-hard` : b.resultsName;
   const limit = { train, test: q ? 300 : 2000 };
-  const spec = e2Spec();
-  const identity = Order.fromSequence([0, 1, 2, 3], spec.blocks);
+  const spec = e2Spec(4, method);
+  // Logits of 100: exactly one template per step, also as a soft mixture in float32.
+  const identity = Order.fromSequence([0, 1, 2, 3], spec.blocks, 100);
   const run = startRun<RunRecord & { runs: Record<string, Run[]>; params: Record<string, { total: number; perTask: number }> }>('multitask', resultsName, args);
   const runs: Record<string, Run[]> = run.prev?.runs ?? Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
   const params: Record<string, { total: number; perTask: number }> = run.prev?.params ?? {};
@@ -95,47 +101,59 @@ export async function main(argv: string[]): Promise<void> {
       `- (d) − (c), output vs weight mixing: ${d('d', 'c').toFixed(1)} points.`,
     ];
     const orders = VARIANTS.filter((v) => !v.fixed).map((v) => `- ${v.title}, seed ${done[0]}: ${TASKS.map((t) => `${TITLE[t]} ${runs[v.key]![0]!.orders[t]}`).join('; ')}`);
+    // METHOD.md: every reported network must have converged; show each one's curve.
+    const curves = VARIANTS.flatMap((v) => runs[v.key]!.flatMap((r, i) => (r.curves ?? []).map((c, j) => `- ${v.title}, seed ${done[i]}${v.independent ? `, ${TITLE[TASKS[j]!]}` : ''}: ${curveText(c)}`)));
+    const unconverged = VARIANTS.flatMap((v) => runs[v.key]!.flatMap((r) => r.curves ?? [])).filter((c) => !convergence(c).converged).length;
     const md = [
       '# E2 — multi-task learning across datasets',
       '',
       ...resultsHeader('multitask', args, done, wall),
       '',
       `Protocol: four tasks at 32x32x3 — MNIST, Fashion-MNIST, USPS (grey, replicated to 3 channels, resized) and CIFAR-10 (shared JPEG re-encoding) — ${limit.train} training images each (10% held out for validation), ` +
-        `test accuracy on ${limit.test} test images at most (USPS: its 2,007). Every variant: ${epochs} epochs of batch 64 per task, Adam lr ${HARD_TRAIN.lr}, ` +
-        `pool of N = ${spec.blocks} inverted-residual blocks, L = ${spec.steps} steps, C = ${spec.channels}. Learned orders: compnet's defaults (order lr ${HARD_TRAIN.orderLr}, random initial logits, straight-through, temperature ${HARD_TRAIN.tauStart} → ${HARD_TRAIN.tauMin}); fixed orders have order learning rate 0. ` +
-        'Accuracy = hard order with re-estimated batch-norm statistics. Mean ± std over seeds. Parameters: total for all four tasks, and per task (order + patch + head; for (a), one whole network).',
+        `test accuracy on ${limit.test} test images at most (USPS: its 2,007). Every variant: ${epochs} epochs of batch 64 per task, ${TRAIN.optimizer} lr ${TRAIN.lr}, ` +
+        `pool of N = ${spec.blocks} inverted-residual blocks, L = ${spec.steps} steps, C = ${spec.channels}. Method \`${method}\`: ` +
+        (method === 'mixture'
+          ? `template mixing with the authors' defaults (logits Glorot-uniform at the weights' learning rate, temperature 1, no straight-through); accuracy = the soft mixture. `
+          : `learned hard orders with version 1's defaults (order lr ${TRAIN.orderLr}, random initial logits, straight-through, temperature ${TRAIN.tauStart} → ${TRAIN.tauMin}); accuracy = the hard order. `) +
+        'Fixed orders have order learning rate 0. Batch-norm statistics re-estimated before every evaluation. Mean ± std over seeds. Parameters: total for all four tasks, and per task (mixture + patch + head; for (a), one whole network).',
       '',
       table(['variant', ...TASKS.map((t) => `${TITLE[t]} %`), 'mean %', 'Δ vs (a)', 'total params', 'per-task params', 'train s'], rows, { markdown: true, align: ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'] }),
       '',
       ...verdict,
       '',
-      'Learned hard orders (1-based blocks):',
+      `Validation curves (mean accuracy over a network's tasks per epoch; METHOD.md's rule: the last 20 % of epochs add < 0.5 points). ${unconverged ? `**${unconverged} network(s) had not converged: their numbers measure early training, not the method.**` : 'Every network converged.'}`,
+      '',
+      ...curves,
+      '',
+      'Learned mixtures, hard readout (1-based blocks):',
       '',
       ...orders,
     ].join('\n');
-    writeResults(resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, limit, epochs, spec, params, runs });
+    writeResults(resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, method, limit, epochs, spec, params, runs });
   };
 
   for (const seed of run.pending) {
     const { data, labelsOf } = loadE2Tasks(seed, limit);
     for (const v of VARIANTS) {
       const t1 = performance.now();
-      const settings: MultitaskSettings = { ...HARD_TRAIN, optimizer: 'adam', epochs, seed, ...(v.fixed ? { orderLr: 0 } : {}) };
+      const settings: MultitaskSettings = { ...TRAIN, epochs, seed, ...(v.fixed ? { orderLr: 0 } : {}) };
       // (a) is one network per task; the others are one network with every task.
       const groups: Task[][] = v.independent ? TASKS.map((t) => [t]) : [[...TASKS]];
-      const run: Run = { acc: {} as Record<Task, number>, orders: {} as Record<Task, string>, seconds: 0 };
+      const run: Run = { acc: {} as Record<Task, number>, orders: {} as Record<Task, string>, seconds: 0, curves: [] };
       let total = 0;
       let perTask = 0;
       for (const tasks of groups) {
         const net = CompNet.create({ ...spec, mixing: v.mixing }, { seed });
         const rng = new Rng(seed ^ 0x0dde);
         for (const t of tasks)
-          net.addTask({ name: t, labels: labelsOf(t), inputSize: 32, normalization: data.get(t)!.stats }, v.fixed ? { order: identity } : { orderInit: HARD_TRAIN.orderInit, orderScale: HARD_TRAIN.orderInitScale, random: () => rng.next() });
+          net.addTask({ name: t, labels: labelsOf(t), inputSize: 32, normalization: data.get(t)!.stats }, v.fixed ? { order: identity } : { orderInit: TRAIN.orderInit, orderScale: TRAIN.orderInitScale, random: () => rng.next() });
         const r = await trainMultitask(net, new Map(tasks.map((t) => [t, data.get(t)!])), settings);
+        const soft = net.evalMode === 'soft';
         for (const t of tasks) {
-          run.acc[t] = r.metrics[t]!.hard;
+          run.acc[t] = soft ? r.metrics[t]!.soft : r.metrics[t]!.hard;
           run.orders[t] = r.metrics[t]!.order;
         }
+        run.curves!.push(r.history.map((h) => mean(tasks.map((t) => (soft ? h.tasks[t]!.valSoft : h.tasks[t]!.valHard)))));
         const pc = net.parameterCounts();
         total += pc.total;
         perTask += v.independent ? pc.total / TASKS.length : mean(tasks.map((t) => pc.tasks[t]!.total));

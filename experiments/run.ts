@@ -11,6 +11,7 @@ const experiments: Record<string, () => Promise<{ main(argv: string[]): Promise<
   reuse: () => import('./reuse.js'),
   multitask: () => import('./multitask.js'),
   transfer: () => import('./transfer.js'),
+  optimizer: () => import('./optimizer.js'),
 };
 
 const [name, ...rest] = process.argv.slice(2);
