@@ -198,3 +198,36 @@ test("the authors' patchify stem: a k x k convolution with stride k; the plan, s
   assert.equal(net.parameterCounts().shared.stem, net.spec.channels * 1 * 2 * 2 + 2 * net.spec.channels);
   net.dispose();
 });
+
+test("the authors' shared output adapter: counted, trained with dropout, folded into the plans, saved and loaded", () => {
+  const net = CompNet.create(tinySpec({ method: 'mixture', outputAdapter: true }), { seed: 6 });
+  net.addTask({ name: 't', labels: labels4, inputSize: 6, normalization: norm1 });
+  const c = net.parameterCounts();
+  assert.equal(c.shared.adapter, 128 * (net.spec.channels + 1) + 256 * 129);
+  assert.equal(c.tasks.t!.head, 256 * 4 + 4, 'a head reads the adapter\'s 256 features');
+  assert.equal(c.shared.total, net.sharedParameters().reduce((n, t) => n + t.numel, 0));
+  T.noGrad(() =>
+    T.tidy(() => {
+      const x = T.randn([5, 6, 6, 1]);
+      T.manualSeed(1);
+      const a = Array.from(net.forward('t', x, { mode: 'soft', training: true, momentum: 0 }).toFloat32());
+      T.manualSeed(2);
+      const b = Array.from(net.forward('t', x, { mode: 'soft', training: true, momentum: 0 }).toFloat32());
+      assert.notDeepEqual(a, b, 'dropout is on in training');
+      net.evalPlans.mode = 'off';
+      const plain = Float64Array.from(net.forward('t', x, { mode: 'soft' }).toFloat32());
+      assert.deepEqual(Array.from(net.forward('t', x, { mode: 'soft' }).toFloat32()), Array.from(plain), 'and off in evaluation');
+      for (const mode of ['folded', 'frozen'] as const) {
+        net.evalPlans.mode = mode;
+        for (const call of ['first', 'second']) assertClose(Float64Array.from(net.forward('t', x, { mode: 'soft' }).toFloat32()), plain, 1e-5, `${mode} plan, ${call} call`);
+      }
+      const dir = tmp();
+      saveModel(net, dir);
+      const { net: again } = loadModel(dir);
+      again.evalPlans.mode = 'off';
+      assert.deepEqual(Array.from(again.forward('t', x, { mode: 'soft' }).toFloat32()), Array.from(plain), 'reloaded bit-identically');
+      again.dispose();
+    }),
+  );
+  net.dispose();
+});

@@ -22,6 +22,7 @@ export const DEFAULT_MODEL = {
   mixing: 'weight',
   method: 'mixture',
   stem: 'conv3x3',
+  outputAdapter: false,
   inputSize: 28,
   inputChannels: 1,
 } as const;
@@ -80,6 +81,7 @@ export const ModelSchema = z.strictObject({
   mixing: z.enum(['weight', 'output']).default(DEFAULT_MODEL.mixing),
   method: z.enum(['mixture', 'hard']).default(DEFAULT_MODEL.method),
   stem: z.enum(['conv3x3', 'patchify']).default(DEFAULT_MODEL.stem),
+  outputAdapter: z.boolean().default(DEFAULT_MODEL.outputAdapter),
   inputSize: posInt.default(DEFAULT_MODEL.inputSize),
   inputChannels: z.union([z.literal(1), z.literal(3)], { error: 'expected 1 or 3' }).default(DEFAULT_MODEL.inputChannels),
 });

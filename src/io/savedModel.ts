@@ -18,6 +18,7 @@ import { CompNet } from '../model/network.js';
 import { Pool } from '../model/pool.js';
 import { blockSlots } from '../model/slots.js';
 import { stemGeometry } from '../model/cost.js';
+import { ADAPTER, headWidth } from '../model/outputAdapter.js';
 import { NormSite, Patch } from '../model/patch.js';
 import type { ModelSpec, TaskInfo } from '../model/types.js';
 import { decodeSafetensors } from './safetensors.js';
@@ -216,11 +217,19 @@ export function loadModel(dir: string): { net: CompNet; manifest: Manifest } {
   const affine = (prefix: string, shape: number[]) => ({ weight: need(shared, `${prefix}.bn.weight`, shape, sharedPath), bias: need(shared, `${prefix}.bn.bias`, shape, sharedPath) });
   const norms = mixture ? slots.map((s) => affine(`pool.${s.name}`, [spec.blocks, s.bnWidth])) : undefined;
   const stemNorm = mixture ? affine('stem', [spec.channels]) : undefined;
-  const net = new CompNet(spec, m.dtype, stem, new Pool(spec, m.dtype, weights.map((w) => w.setRequiresGrad(true)), norms), stemNorm);
+  const adapter = spec.outputAdapter
+    ? {
+        convWeight: need(shared, 'adapter.conv.weight', [ADAPTER.hidden, spec.channels, 1, 1], sharedPath),
+        convBias: need(shared, 'adapter.conv.bias', [ADAPTER.hidden], sharedPath),
+        fcWeight: need(shared, 'adapter.fc.weight', [ADAPTER.features, ADAPTER.hidden], sharedPath),
+        fcBias: need(shared, 'adapter.fc.bias', [ADAPTER.features], sharedPath),
+      }
+    : undefined;
+  const net = new CompNet(spec, m.dtype, stem, new Pool(spec, m.dtype, weights.map((w) => w.setRequiresGrad(true)), norms), stemNorm, adapter);
   for (const h of m.heads) {
     const part = readPart(dir, h.file, h.sha256, m.poolHash);
     const where = join(dir, h.file);
-    const weight = need(part, 'weight', [h.labels.length, spec.channels], where).setRequiresGrad(true);
+    const weight = need(part, 'weight', [h.labels.length, headWidth(spec)], where).setRequiresGrad(true);
     const bias = need(part, 'bias', [h.labels.length], where).setRequiresGrad(true);
     net.heads.set(h.name, { name: h.name, labels: h.labels, weight, bias });
   }

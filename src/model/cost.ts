@@ -4,6 +4,7 @@
  * each task adds (its mixture logits, its own batch-norm scales and biases if any, its head).
  */
 import { blockSlots } from './slots.js';
+import { ADAPTER, adapterParameters, headWidth } from './outputAdapter.js';
 import type { ModelSpec, ParameterCounts } from './types.js';
 
 export interface TaskShape {
@@ -43,17 +44,18 @@ function patchParameters(spec: ModelSpec): number {
   return 2 * spec.channels + perStep * spec.steps * (spec.mixing === 'output' ? spec.blocks : 1);
 }
 function headParameters(spec: ModelSpec, classes: number): number {
-  return spec.channels * classes + classes;
+  return headWidth(spec) * classes + classes;
 }
 
 export function parameterCounts(spec: ModelSpec, tasks: TaskShape[]): ParameterCounts {
   const stem = stemParameters(spec);
   const pool = spec.blocks * blockParameters(spec);
+  const adapter = adapterParameters(spec);
   const headUsers = new Map<string, number>();
   for (const t of tasks) headUsers.set(t.head, (headUsers.get(t.head) ?? 0) + 1);
   const sharedHeads: Record<string, number> = {};
   const per: ParameterCounts['tasks'] = {};
-  let total = stem + pool;
+  let total = stem + pool + adapter;
   for (const t of tasks) {
     const order = spec.steps * spec.blocks;
     const patch = t.patch ? patchParameters(spec) : 0;
@@ -64,7 +66,7 @@ export function parameterCounts(spec: ModelSpec, tasks: TaskShape[]): ParameterC
     total += order + patch + head;
   }
   for (const v of Object.values(sharedHeads)) total += v;
-  return { shared: { stem, pool, total: stem + pool }, tasks: per, sharedHeads, total };
+  return { shared: { stem, pool, adapter, total: stem + pool + adapter }, tasks: per, sharedHeads, total };
 }
 
 export interface FlopCounts {
@@ -87,6 +89,8 @@ export function flopsPerImage(spec: ModelSpec, inputSize: number, classes: numbe
   const block = blockSlots(spec).reduce((n, s) => n + 2 * R * R * s.shape[0]! * prod(s.shape.slice(1)), 0);
   const perStep = spec.mixing === 'output' && mode === 'soft' ? block * spec.blocks : block;
   const steps = perStep * spec.steps;
-  const head = 2 * spec.channels * classes;
+  // The head, with the adapter's 1x1 conv at the trunk's resolution and its linear layer in front.
+  const adapter = spec.outputAdapter ? 2 * R * R * spec.channels * ADAPTER.hidden + 2 * ADAPTER.hidden * ADAPTER.features : 0;
+  const head = adapter + 2 * headWidth(spec) * classes;
   return { stem, perStep, steps, head, total: stem + steps + head };
 }

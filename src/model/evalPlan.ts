@@ -18,6 +18,7 @@ import { Tensor, FrozenModule, BN_EPS, conv2d, linear, keep, noGrad, tidy, type 
 import { activateFresh } from './block.js';
 import { stemGeometry } from './cost.js';
 import type { ConvSlot } from './slots.js';
+import { headInput, headInputSource, type AdapterTensors } from './outputAdapter.js';
 import type { Activation, ModelSpec } from './types.js';
 
 /** One convolution with its batch norm folded in. */
@@ -45,6 +46,8 @@ export interface PlanSource {
   steps: PlanConv[][];
   slots: ConvSlot[];
   head: { weight: Tensor; bias: Tensor };
+  /** The shared output adapter before the head, if the model has one. */
+  adapter?: AdapterTensors;
 }
 
 /** Folds an eval-mode batch norm into the conv weights `w` `[O, ...]` before it. */
@@ -73,6 +76,7 @@ export class EvalPlan {
   readonly stem: FoldedConv;
   readonly steps: FoldedConv[][];
   readonly head: { weight: Tensor; bias: Tensor };
+  readonly adapter: AdapterTensors | undefined;
   readonly #activation: Activation;
   #frozen: FrozenModule | undefined;
   /** Whether the frozen module's outputs were checked against the eager path. */
@@ -93,6 +97,8 @@ export class EvalPlan {
       }),
     );
     this.head = { weight: keep(src.head.weight.detach()), bias: keep(src.head.bias.detach()) };
+    const a = src.adapter;
+    this.adapter = a && { convWeight: keep(a.convWeight.detach()), convBias: keep(a.convBias.detach()), fcWeight: keep(a.fcWeight.detach()), fcBias: keep(a.fcBias.detach()) };
     this.#frozen = compile ? this.#tryCompile() : undefined;
   }
 
@@ -113,6 +119,8 @@ export class EvalPlan {
   /** TorchScript for the folded network: NHWC input `[B, H, W, Cin]` → logits `[B, K]`. */
   #compile(): FrozenModule {
     const attrs: Record<string, Tensor> = { head_w: this.head.weight, head_b: this.head.bias };
+    const a = this.adapter;
+    if (a) Object.assign(attrs, { adapter_cw: a.convWeight, adapter_cb: a.convBias, adapter_fw: a.fcWeight, adapter_fb: a.fcBias });
     const act = this.#activation;
     const conv = (name: string, c: FoldedConv, input: string): string[] => {
       attrs[`${name}_w`] = c.weight;
@@ -125,7 +133,7 @@ export class EvalPlan {
       convs.forEach((c, i) => lines.push(...conv(`s${l}_${i}`, c, i === 0 ? 'h' : 'y')));
       lines.push('h = h + y');
     });
-    lines.push('return torch.linear(h.mean([2, 3]), self.head_w, self.head_b)');
+    lines.push(...headInputSource('h', a !== undefined), 'return torch.linear(f, self.head_w, self.head_b)');
     const source = `def forward(self, x: Tensor) -> Tensor:\n${lines.map((l) => `    ${l}\n`).join('')}`;
     return new FrozenModule(source, attrs);
   }
@@ -170,7 +178,7 @@ export class EvalPlan {
         y.dispose();
         h = sum;
       }
-      return linear(h.mean([2, 3]), this.head.weight, this.head.bias);
+      return linear(headInput(h, this.adapter, false), this.head.weight, this.head.bias);
     });
   }
 
@@ -180,6 +188,7 @@ export class EvalPlan {
       c.weight.dispose();
       c.bias.dispose();
     }
+    if (this.adapter) for (const t of Object.values(this.adapter)) t.dispose();
   }
 }
 

@@ -11,6 +11,7 @@ import { Order } from './order.js';
 import { EvalPlans, type EvalPlan, type PlanConv } from './evalPlan.js';
 import { Patch, type StatsSet } from './patch.js';
 import { parameterCounts, flopsPerImage, stemGeometry, type FlopCounts } from './cost.js';
+import { adapterList, adapterState, headInput, headWidth, newAdapter, type AdapterTensors } from './outputAdapter.js';
 import type { ForwardOptions, Method, ModelSpec, OrderInit, OrderMode, ParameterCounts, TaskInfo } from './types.js';
 
 /** A linear classifier on the pooled features: `[K, C]` weight and `[K]` bias. */
@@ -69,6 +70,8 @@ export class CompNet {
   /** The stem batch norm's scale and bias `[C]`, shared under `mixture` (each task's own, in its patch, under `hard`). */
   readonly stemNorm: Affine | undefined;
   readonly pool: Pool;
+  /** The authors' shared output adapter, when the spec asks for it (`ModelSpec.outputAdapter`). */
+  readonly adapter: AdapterTensors | undefined;
   readonly tasks = new Map<string, TaskState>();
   readonly heads = new Map<string, Head>();
   /**
@@ -85,11 +88,17 @@ export class CompNet {
   /** Batch-norm inputs with fewer elements run unfused (see `FUSED_MIN_ELEMENTS`). */
   fusedBatchNormMinElements = FUSED_MIN_ELEMENTS;
 
-  /** Use `CompNet.create` or `loadModel`. `stemNorm` is required under `mixture` and absent under `hard`. */
-  constructor(spec: ModelSpec, dtype: FloatDType, stem: Tensor, pool: Pool, stemNorm?: Affine) {
+  /**
+   * Use `CompNet.create` or `loadModel`. `stemNorm` is required under `mixture` and absent under
+   * `hard`; `adapter` is required exactly when the spec has an output adapter.
+   */
+  constructor(spec: ModelSpec, dtype: FloatDType, stem: Tensor, pool: Pool, stemNorm?: Affine, adapter?: AdapterTensors) {
     checkSpec(spec);
     if ((spec.method === 'mixture') !== (stemNorm !== undefined))
       throw new Error(`CompNet: the stem's shared batch-norm scale and bias are ${stemNorm ? 'given' : 'missing'}, but the method is '${spec.method}'`);
+    if (Boolean(spec.outputAdapter) !== (adapter !== undefined)) throw new Error(`CompNet: the output adapter's tensors are ${adapter ? 'given' : 'missing'}, but the spec ${spec.outputAdapter ? 'has' : 'has no'} adapter`);
+    this.adapter = adapter;
+    for (const t of adapterList(adapter)) keep(t).setRequiresGrad(true);
     this.spec = { ...spec };
     this.dtype = dtype;
     this.stem = keep(stem).setRequiresGrad(true);
@@ -109,7 +118,7 @@ export class CompNet {
     const k = stemGeometry(spec).kernel;
     const stem = kaimingNormal([spec.channels, spec.inputChannels, k, k], dtype);
     const stemNorm = spec.method === 'mixture' ? { weight: ones([spec.channels], dtype), bias: zeros([spec.channels], dtype) } : undefined;
-    return new CompNet(spec, dtype, stem, new Pool(spec, dtype), stemNorm);
+    return new CompNet(spec, dtype, stem, new Pool(spec, dtype), stemNorm, spec.outputAdapter ? newAdapter(spec, dtype) : undefined);
   }
 
   /**
@@ -153,7 +162,7 @@ export class CompNet {
         throw new Error(`task '${info.name}' shares head '${full.head}' with ${existing.labels.length} classes but has ${full.labels.length}`);
     } else {
       const K = full.labels.length;
-      const C = this.spec.channels;
+      const C = headWidth(this.spec);
       const bound = 1 / Math.sqrt(C);
       // With a `random` source the head is drawn from it too, so that a task added to a loaded
       // model (whose libtorch generator nobody seeded) is reproducible.
@@ -192,7 +201,9 @@ export class CompNet {
     const copy = (t: Tensor) => keep(noGrad(() => t.detach().clone()));
     const copyAffine = (a: Affine): Affine => ({ weight: copy(a.weight), bias: copy(a.bias) });
     const pool = new Pool(this.spec, this.dtype, this.pool.weights.map((w) => copy(w).setRequiresGrad(true)), this.pool.norms.map(copyAffine));
-    return new CompNet(this.spec, this.dtype, copy(this.stem), pool, this.stemNorm && copyAffine(this.stemNorm));
+    const a = this.adapter;
+    const adapter = a && { convWeight: copy(a.convWeight), convBias: copy(a.convBias), fcWeight: copy(a.fcWeight), fcBias: copy(a.fcBias) };
+    return new CompNet(this.spec, this.dtype, copy(this.stem), pool, this.stemNorm && copyAffine(this.stemNorm), adapter);
   }
 
   head(task: string): Head {
@@ -256,7 +267,7 @@ export class CompNet {
     }
     const h = this.features(taskName, x, o);
     const head = this.heads.get(task.info.head)!;
-    const pooled = consume(h, h.mean([2, 3]));
+    const pooled = consume(h, headInput(h, this.adapter, o.training ?? false));
     return consume(pooled, linear(pooled, head.weight, head.bias));
   }
 
@@ -344,7 +355,7 @@ export class CompNet {
    */
   #evalPlan(name: string, task: TaskState, mode: 'soft' | 'hard', tau: number): EvalPlan {
     const head = this.heads.get(task.info.head)!;
-    const depends = [this.stem, ...(this.stemNorm ? [this.stemNorm.weight, this.stemNorm.bias] : []), ...this.pool.parameters, ...task.patch.sites.flatMap((s) => Object.values(s.tensors())), task.logits, head.weight, head.bias];
+    const depends = [...this.sharedParameters(), ...task.patch.sites.flatMap((s) => Object.values(s.tensors())), task.logits, head.weight, head.bias];
     const computation = mode === 'hard' ? `hard:${this.order(name).hard().join(',')}` : `soft:${tau}`;
     const key = `${computation}|${depends.map((t) => t.handle).join(',')}|${versionSum(depends)}`;
     return this.evalPlans.get(name, key, () => {
@@ -356,6 +367,7 @@ export class CompNet {
         steps: this.#steps(task, mode, tau, stats),
         slots: this.pool.slots,
         head,
+        adapter: this.adapter,
       };
     });
   }
@@ -386,9 +398,9 @@ export class CompNet {
 
   // ---- parameters --------------------------------------------------------------------------------
 
-  /** Stem and pool (and under `mixture` their batch norms' scales and biases): what tasks share. */
+  /** Stem and pool (and under `mixture` their batch norms' scales and biases), and the output adapter if any: what tasks share. */
   sharedParameters(): Tensor[] {
-    return [this.stem, ...(this.stemNorm ? [this.stemNorm.weight, this.stemNorm.bias] : []), ...this.pool.parameters];
+    return [this.stem, ...(this.stemNorm ? [this.stemNorm.weight, this.stemNorm.bias] : []), ...this.pool.parameters, ...adapterList(this.adapter)];
   }
 
   /** A task's own trainable tensors, by kind. */
@@ -423,6 +435,7 @@ export class CompNet {
       const a = this.pool.norms[i];
       if (a) Object.assign(shared, { [`pool.${s.name}.bn.weight`]: a.weight, [`pool.${s.name}.bn.bias`]: a.bias });
     });
+    if (this.adapter) Object.assign(shared, adapterState(this.adapter));
     const names = this.pool.slots.map((s) => s.name);
     const tasks: Record<string, Record<string, Tensor>> = {};
     for (const [name, t] of this.tasks) tasks[name] = { order: t.logits, ...t.patch.tensors(names) };
@@ -438,6 +451,7 @@ export class CompNet {
     this.stem.dispose();
     if (this.stemNorm) for (const t of [this.stemNorm.weight, this.stemNorm.bias]) t.dispose();
     this.pool.dispose();
+    for (const t of adapterList(this.adapter)) t.dispose();
   }
 }
 

@@ -48,6 +48,12 @@ export interface ModelSpec {
    * padding).
    */
   stem?: StemKind;
+  /**
+   * The authors' shared output adapter between the last step and the heads (1x1 conv to 128,
+   * ReLU, global pooling, linear to 256, ReLU, dropout 0.2; `outputAdapter.ts`); without it (the
+   * default) a head reads the pooled `C` channels.
+   */
+  outputAdapter?: boolean;
 }
 
 /** The stem convolution's kind (see `ModelSpec.stem`). */
@@ -95,7 +101,7 @@ export type OrderInit = 'uniform' | 'diagonal' | 'random-onehot' | 'random' | 'g
 
 /** Parameter counts, split into what tasks share and what each task adds. */
 export interface ParameterCounts {
-  shared: { stem: number; pool: number; total: number };
+  shared: { stem: number; pool: number; adapter: number; total: number };
   /** Per task: its mixture logits (`order`), its own batch-norm scales and biases (`patch`; 0 under `mixture` unless transfer added one) and its head. */
   tasks: Record<string, { order: number; patch: number; head: number; total: number }>;
   /** Heads shared between several tasks are counted once here (and not in `tasks`). */

@@ -6,8 +6,9 @@ import { table, compact } from './table.js';
 export function parameterTable(net: CompNet, o: { markdown?: boolean } = {}): string {
   const c = net.parameterCounts();
   const rows: (string | number)[][] = [
-    ['shared', 'stem conv', c.shared.stem, ''],
+    ['shared', net.spec.method === 'mixture' ? 'stem conv + batch norm' : 'stem conv', c.shared.stem, ''],
     ['shared', `pool (${net.spec.blocks} blocks x ${blockParameters(net.spec)})`, c.shared.pool, ''],
+    ...(c.shared.adapter ? [['shared', 'output adapter', c.shared.adapter, '']] : []),
   ];
   for (const [h, n] of Object.entries(c.sharedHeads)) rows.push(['shared head', h, n, '']);
   for (const [name, t] of Object.entries(c.tasks))
