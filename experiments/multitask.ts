@@ -13,7 +13,7 @@
  *
  * `npm run experiment -- multitask [--method mixture|hard] [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--resume]`
  * (`--train`: training images per task; a run with either budget flag writes
- * `results/multitask-<train>x<epochs>.md`; `--method hard` adds `-hard`).
+ * `results/multitask-<train>x<epochs>-<method>.md`; the default budget `results/multitask-<method>.md`).
  */
 import { pathToFileURL } from 'node:url';
 import { CompNet, Order, trainMultitask, trainDefaults, type MultitaskSettings, type ModelSpec, type Method, type TaskData, torch, table, Rng } from '../src/index.js';
@@ -71,7 +71,8 @@ export async function main(argv: string[]): Promise<void> {
   const TRAIN = trainDefaults(method);
   const b = budget(args, 'multitask', { train: 1000, epochs: 3 }, { train: 400, epochs: 1 });
   const { train, epochs } = b;
-  const resultsName = method === 'hard' ? `${b.resultsName}-hard` : b.resultsName;
+  // The method is always in the name: the tables of both methods sit side by side.
+  const resultsName = `${b.resultsName}-${method}`;
   const limit = { train, test: q ? 300 : 2000 };
   const spec = e2Spec(4, method);
   // Logits of 100: exactly one template per step, also as a soft mixture in float32.
