@@ -10,7 +10,7 @@ import { CompNet } from '../src/model/network.js';
 import { saveModel, loadModel } from '../src/io/savedModel.js';
 import { exportTask, exportFormat, type ExportFormat } from '../src/io/export/exportTask.js';
 import { plainNetwork, parameterCount } from '../src/io/export/plainNetwork.js';
-import { TorchScriptModule } from '../src/io/export/torchscript.js';
+import { ScriptModule } from '../src/torch/scriptModule.js';
 import { Rng } from '../src/data/rng.js';
 import type { Method, ModelSpec } from '../src/model/types.js';
 import { tinySpec, tmp } from './helpers.js';
@@ -120,7 +120,7 @@ async function runOnnx(file: string, x: Float32Array, shape: number[]): Promise<
 }
 
 function runTorchScript(file: string, x: Float32Array, shape: number[]): Float32Array {
-  const m = new TorchScriptModule(readFileSync(file));
+  const m = new ScriptModule(readFileSync(file));
   try {
     return T.noGrad(() => T.tidy(() => m.forward(T.tensor(x, shape)).toFloat32()));
   } finally {
@@ -195,6 +195,8 @@ test('compnet export prints the file size and parameter count; a bad --task list
   net.dispose();
   assert.match(ok.stdout, new RegExp(`parameters\\s+${params.toLocaleString('en')}\\n`));
   assert.match(ok.stdout, /hard order folded/);
+  // libtorch stores the archive's extra files uncompressed: the task's labels are in compnet.json.
+  assert.ok(readFileSync(out).includes('"compnet.labels": "[\\"a0\\",\\"a1\\",\\"a2\\"]"'), 'the archive records the labels');
 
   const badTask = compnet('export', models.hard, '--task', 'gamma', '--format', 'onnx', '--out', join(out, '..', 'g.onnx'));
   assert.equal(badTask.status, 1);

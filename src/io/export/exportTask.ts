@@ -9,7 +9,7 @@ import { onnxModel } from './onnx.js';
 import { parameterCount, plainNetwork } from './plainNetwork.js';
 import { torchScriptArchive } from './torchscript.js';
 
-export const EXPORT_FORMATS = ['onnx', 'torchscript'] as const;
+const EXPORT_FORMATS = ['onnx', 'torchscript'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
 /** `value` as an export format; anything else is an error naming the formats. */
@@ -34,7 +34,7 @@ export interface ExportResult {
 }
 
 /** The exported file's bytes. */
-export function exportBytes(net: CompNet, task: string, o: ExportOptions): { bytes: Uint8Array; parameters: number; mode: 'soft' | 'hard' } {
+function exportBytes(net: CompNet, task: string, o: ExportOptions): { bytes: Uint8Array; parameters: number; mode: 'soft' | 'hard' } {
   const p = plainNetwork(net, task, { softmax: o.softmax });
   const bytes = o.format === 'onnx' ? onnxModel(p) : torchScriptArchive(p);
   return { bytes, parameters: parameterCount(p), mode: p.mode };

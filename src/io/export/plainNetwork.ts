@@ -89,7 +89,7 @@ export function plainNetwork(net: CompNet, task: string, o: { softmax?: boolean 
 }
 
 /** The convolutions in the order they run: the stem, then each step's. */
-export function convolutions(p: PlainNetwork): PlainConv[] {
+function convolutions(p: PlainNetwork): PlainConv[] {
   return [p.stem, ...p.steps.flat()];
 }
 
