@@ -16,5 +16,8 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 echo "compnet setup: npm packages and the libtorch binding"
+# onnxruntime-node (the export test's runtime) would fetch GPU binaries from a host that is not
+# reachable; its own switch keeps the CPU binaries its package ships.
+export ONNXRUNTIME_NODE_INSTALL=skip
 npm ci --no-audit --no-fund --loglevel=error
 test -f build/Release/compnet_torch.node || npm run build:native

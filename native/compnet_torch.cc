@@ -87,6 +87,34 @@ at::Tensor jitForward(torch::jit::Module& m, const std::vector<at::Tensor>& inpu
   return m.forward(values).toTensor();
 }
 
+// ---- TorchScript archives (export) ----------------------------------------------------------------
+// Exported modules are neither frozen nor optimised for inference: their weights stay ordinary
+// parameters (visible to model.parameters() in PyTorch) and the graph holds no oneDNN-specific
+// ops, so the archive runs wherever libtorch does.
+
+std::string jitArchive(const std::string& source, const std::vector<std::string>& names, const std::vector<at::Tensor>& tensors,
+                       const std::vector<std::string>& bufferNames, const std::vector<at::Tensor>& buffers, const std::string& meta) {
+  if (names.size() != tensors.size())
+    throw std::invalid_argument("names and tensors differ in length (" + std::to_string(names.size()) + " and " + std::to_string(tensors.size()) + ")");
+  if (bufferNames.size() != buffers.size())
+    throw std::invalid_argument("bufferNames and buffers differ in length (" + std::to_string(bufferNames.size()) + " and " + std::to_string(buffers.size()) + ")");
+  torch::jit::Module m("CompnetExport");
+  for (size_t k = 0; k < names.size(); ++k) m.register_parameter(names[k], tensors[k].detach().clone(), /*is_buffer=*/false);
+  for (size_t k = 0; k < bufferNames.size(); ++k) m.register_buffer(bufferNames[k], buffers[k].detach().clone());
+  m.define(source);
+  m.eval();
+  std::ostringstream os;
+  m.save(os, torch::jit::ExtraFilesMap{{"compnet.json", meta}});
+  return os.str();
+}
+
+torch::jit::Module jitLoad(Napi::Buffer<char> archive) {
+  std::istringstream is(std::string(archive.Data(), archive.Length()));
+  auto m = torch::jit::load(is, at::Device(at::kCPU));
+  m.eval();
+  return m;
+}
+
 // ---- optimizers (libtorch's own) ----------------------------------------------------------------
 
 // One libtorch optimizer over compnet's parameter groups: `options(group)` makes each group's

@@ -838,6 +838,29 @@ inline Napi::Value op_jitFree(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- TorchScript archives (export) ---------------------------------------------------------------
+
+// jitArchive(source: string, names: string[], tensors: Tensor[], bufferNames: string[], buffers: Tensor[], meta: string) -> Buffer: A TorchScript archive (torch.jit.save) of a plain module in eval mode: the named parameters and buffers are copies of the tensors, `source` its methods, `meta` the extra file compnet.json. Not frozen, so it loads in any libtorch or PyTorch.
+inline Napi::Value op_jitArchive(const Napi::CallbackInfo& info) {
+  return guarded(info, "jitArchive", 6, [&]([[maybe_unused]] const Napi::Env& env) -> Napi::Value {
+    std::string source = readString(info[0], "source");
+    std::vector<std::string> names = readArray<std::string>(info[1], "names", [](const Napi::Value& e, const std::string& w) { return readString(e, w); });
+    std::vector<at::Tensor> tensors = readArray<at::Tensor>(info[2], "tensors", [](const Napi::Value& e, const std::string& w) { return readTensor(e, w); });
+    std::vector<std::string> bufferNames = readArray<std::string>(info[3], "bufferNames", [](const Napi::Value& e, const std::string& w) { return readString(e, w); });
+    std::vector<at::Tensor> buffers = readArray<at::Tensor>(info[4], "buffers", [](const Napi::Value& e, const std::string& w) { return readTensor(e, w); });
+    std::string meta = readString(info[5], "meta");
+    return writeBuffer(env, jitArchive(source, names, tensors, bufferNames, buffers, meta));
+  });
+}
+
+// jitLoad(archive: Buffer) -> Module: Loads a TorchScript archive (torch.jit.load) into a module in eval mode, on the CPU.
+inline Napi::Value op_jitLoad(const Napi::CallbackInfo& info) {
+  return guarded(info, "jitLoad", 1, [&]([[maybe_unused]] const Napi::Env& env) -> Napi::Value {
+    Napi::Buffer<char> archive = readBuffer(info[0], "archive");
+    return writeModule(env, jitLoad(archive));
+  });
+}
+
 // ---- optimizers (libtorch's own) -----------------------------------------------------------------
 
 // adam(groups: ParamGroup[], options: AdamOptions) -> Optimizer: Adam, or AdamW when decoupled.
@@ -1001,6 +1024,8 @@ inline void registerOps(Napi::Env env, Napi::Object exports) {
   exports.Set("jitForward", Napi::Function::New(env, op_jitForward, "jitForward"));
   exports.Set("jitGraph", Napi::Function::New(env, op_jitGraph, "jitGraph"));
   exports.Set("jitFree", Napi::Function::New(env, op_jitFree, "jitFree"));
+  exports.Set("jitArchive", Napi::Function::New(env, op_jitArchive, "jitArchive"));
+  exports.Set("jitLoad", Napi::Function::New(env, op_jitLoad, "jitLoad"));
   exports.Set("adam", Napi::Function::New(env, op_adam, "adam"));
   exports.Set("sgd", Napi::Function::New(env, op_sgd, "sgd"));
   exports.Set("rmsprop", Napi::Function::New(env, op_rmsprop, "rmsprop"));

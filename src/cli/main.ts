@@ -7,6 +7,7 @@ import { transferCommand } from './transferCommand.js';
 import { adaptCommand } from './adaptCommand.js';
 import { serveCommand, DEFAULT_PORT } from './serveCommand.js';
 import { predictCommand } from './predictCommand.js';
+import { exportCommand } from './exportCommand.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -99,6 +100,16 @@ program
   .option('--batch <n>', 'images per forward pass', int('--batch'), 256)
   .option('--threads <n>', 'intra-op threads', int('--threads'))
   .action((model, inputs, o) => predictCommand(model, inputs, o));
+
+program
+  .command('export')
+  .description("write one task as one plain network for deployment: its mixture folded into ordinary convolutions (one block per step), batch norm folded, the task's input normalisation included; input NHWC images in [0, 1]")
+  .argument('<model>', 'model directory')
+  .option('-t, --task <name>', 'the task to export (may be omitted when the model has one task)')
+  .option('-f, --format <format>', 'onnx | torchscript')
+  .option('-o, --out <file>', 'the file to write')
+  .option('--softmax', 'end with a softmax: output probabilities instead of logits')
+  .action((model, o) => exportCommand(model, o));
 
 program
   .command('summary')

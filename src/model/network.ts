@@ -8,7 +8,7 @@ import { Tensor, tensor, conv2d, linear, noGrad, keep, manualSeed, tidy, rand, g
 import { FUSED_MIN_ELEMENTS, consume, normAct, residualBlock, type FusedBatchNorm, type NormOptions } from './block.js';
 import { kaimingNormal, Pool, type Affine } from './pool.js';
 import { Order } from './order.js';
-import { EvalPlans, type EvalPlan, type PlanConv } from './evalPlan.js';
+import { EvalPlan, EvalPlans, type PlanConv, type PlanSource } from './evalPlan.js';
 import { Patch, type StatsSet } from './patch.js';
 import { parameterCounts, flopsPerImage, stemGeometry, type FlopCounts } from './cost.js';
 import { adapterList, adapterState, headInput, headWidth, newAdapter, type AdapterTensors } from './outputAdapter.js';
@@ -358,18 +358,34 @@ export class CompNet {
     const depends = [...this.sharedParameters(), ...task.patch.sites.flatMap((s) => Object.values(s.tensors())), task.logits, head.weight, head.bias];
     const computation = mode === 'hard' ? `hard:${this.order(name).hard().join(',')}` : `soft:${tau}`;
     const key = `${computation}|${depends.map((t) => t.handle).join(',')}|${versionSum(depends)}`;
-    return this.evalPlans.get(name, key, () => {
-      const stats: StatsSet = mode;
-      return {
-        spec: this.spec,
-        dtype: this.dtype,
-        stem: { weight: this.stem, norm: task.patch.stem.params([], stats, this.stemNorm) },
-        steps: this.#steps(task, mode, tau, stats),
-        slots: this.pool.slots,
-        head,
-        adapter: this.adapter,
-      };
-    });
+    return this.evalPlans.get(name, key, () => this.#planSource(task, mode, tau));
+  }
+
+  /** What a plan for the task's soft mixture (at `tau`) or hard order is built from. */
+  #planSource(task: TaskState, mode: 'soft' | 'hard', tau: number): PlanSource {
+    return {
+      spec: this.spec,
+      dtype: this.dtype,
+      stem: { weight: this.stem, norm: task.patch.stem.params([], mode, this.stemNorm) },
+      steps: this.#steps(task, mode, tau, mode),
+      slots: this.pool.slots,
+      head: this.heads.get(task.info.head)!,
+      adapter: this.adapter,
+    };
+  }
+
+  /**
+   * The task's network as one plain network, as `predict` computes it (under `evalMode` unless
+   * told, the soft mixture at the task's `tau`): one block per step, the mixture folded into
+   * ordinary convolution weights and every batch norm into its convolution. A new, uncompiled
+   * plan that the caller owns and disposes (the cached plans stay the network's). For export.
+   */
+  foldedNetwork(taskName: string, mode: 'soft' | 'hard' = this.evalMode): EvalPlan {
+    const task = this.task(taskName);
+    if (this.adapter) throw new Error(`task '${taskName}': a model with the output adapter cannot be exported as one plain network yet (the exporters write a pooled linear head)`);
+    if (mode === 'soft' && this.spec.mixing === 'output')
+      throw new Error(`task '${taskName}': under output mixing the soft mixture runs every template at every step and has no single folded block per step; fold its hard order instead`);
+    return noGrad(() => tidy(() => new EvalPlan(`folded:${taskName}`, this.#planSource(task, mode, task.tau), false)));
   }
 
   /**

@@ -344,6 +344,17 @@ export interface NativeTorch {
   jitGraph(m: ModuleHandle): string;
   /** C++: `g_modules.erase(m)` */
   jitFree(m: ModuleHandle): void;
+  // ---- TorchScript archives (export)
+  /**
+   * A TorchScript archive (torch.jit.save) of a plain module in eval mode: the named parameters and buffers are copies of the tensors, `source` its methods, `meta` the extra file compnet.json. Not frozen, so it loads in any libtorch or PyTorch.
+   * C++: `compnet::binding::jitArchive` (native/compnet_torch.cc)
+   */
+  jitArchive(source: string, names: readonly string[], tensors: readonly Handle[], bufferNames: readonly string[], buffers: readonly Handle[], meta: string): Buffer;
+  /**
+   * Loads a TorchScript archive (torch.jit.load) into a module in eval mode, on the CPU.
+   * C++: `compnet::binding::jitLoad` (native/compnet_torch.cc)
+   */
+  jitLoad(archive: Buffer): ModuleHandle;
   // ---- optimizers (libtorch's own)
   /**
    * Adam, or AdamW when decoupled.
@@ -455,6 +466,8 @@ export const nativeOpNames: readonly (keyof NativeTorch)[] = [
   'jitForward',
   'jitGraph',
   'jitFree',
+  'jitArchive',
+  'jitLoad',
   'adam',
   'sgd',
   'rmsprop',
