@@ -8,7 +8,7 @@ import type { MultitaskSettings } from '../src/train/multitask.js';
 import { saveModel, loadModel, poolHash } from '../src/io/savedModel.js';
 import { splitDataset } from '../src/data/dataset.js';
 import { syntheticDataset, tinySpec, tmp } from './helpers.js';
-import { silentReporter } from '../src/train/progress.js';
+import { formatEpoch, silentReporter, viewFor } from '../src/train/progress.js';
 
 T.setNumThreads(1);
 
@@ -216,4 +216,12 @@ test('transfer keeps the start when no epoch beats it on validation data, and sa
   assert.deepEqual(Array.from(net.order('new').logits), Array.from(net.order('good').logits), 'the saved mixture is the start');
   assert.equal(r.metrics!.soft, good.metrics!.soft, 'the start is the source task: same test accuracy');
   net.dispose();
+});
+
+test('epoch lines print only what trains: no temperature or orders where they are fixed, no empty val part without labels', () => {
+  const e = { epoch: 2, epochs: 3, loss: 0.5, tau: 0.4, seconds: 1.25, tasks: { t: { valSoft: 0.9, valHard: 0.8, entropy: 0.3, order: '1,2' } }, best: true };
+  assert.equal(formatEpoch(e), 'epoch 2/3  loss 0.5000  tau 0.400  1.3s  val soft/hard: t 90.0%/80.0% H=0.30 [1,2]  *best');
+  assert.equal(formatEpoch(e, viewFor('mixture', true)), 'epoch 2/3  loss 0.5000  1.3s  val soft/hard: t 90.0%/80.0% H=0.30 [1,2]  *best');
+  assert.equal(formatEpoch(e, viewFor('hard', false)), 'epoch 2/3  loss 0.5000  1.3s  val soft/hard: t 90.0%/80.0%  *best');
+  assert.equal(formatEpoch({ ...e, tasks: {}, best: false }, viewFor('hard', true)), 'epoch 2/3  loss 0.5000  tau 0.400  1.3s');
 });
