@@ -7,7 +7,7 @@
  * replacement of the model it reads first (see `recoverDir`).
  */
 import { loadTaskFile, DEFAULT_MODEL, type TrainConfig } from '../data/config.js';
-import type { TaskData } from '../data/load.js';
+import { loadTaskData, type TaskData } from '../data/load.js';
 import { loadRecordedData, recordFor, type TaskDataRecord } from '../data/record.js';
 import { loadModel, saveModel, type Manifest } from '../io/savedModel.js';
 import { recoverDir } from '../io/atomic.js';
@@ -189,8 +189,10 @@ export async function adaptFromFiles(model: string, o: AdaptFromFilesOptions): P
         defaultInputSize: net.task(sources[0]!).info.inputSize,
         inputChannels: net.spec.inputChannels as 1 | 3,
       });
-      const data = loadRecordedData(rec);
+      // A target may be a flat folder of images, without class sub-folders: unlabelled images.
+      const data = loadTaskData(rec.task, rec.configDir, { inputSize: rec.inputSize, inputChannels: rec.inputChannels, seed: rec.seed, warn, unlabelled: true });
       const labels = Boolean(o.labels);
+      if (labels && data.unlabelled) throw new Error(`${o.targetFile}: --labels: the target's images are a flat folder without class sub-folders, so they have no labels to report accuracy with`);
       if (labels) {
         const names = data.train.classNames;
         if (names.length !== headLabels.length)
@@ -219,7 +221,7 @@ export async function adaptFromFiles(model: string, o: AdaptFromFilesOptions): P
           previous: manifest,
           metrics: {
             ...Object.fromEntries(Object.entries(sourceMetrics).map(([t, m]) => [t, { test: m }])),
-            [r.task]: { ...(metrics ? { test: metrics } : {}), adapt: { protocol: 'joint', seed: tf.train.seed, ...summary, initialOrder: initialOrder.toString(), labelsReported: labels } },
+            [r.task]: { ...(metrics ? { test: metrics } : {}), adapt: { protocol: 'joint', seed: tf.train.seed, ...summary, initialOrder: initialOrder.toString(), labelsReported: labels, ...(data.unlabelled ? { unlabelled: true } : {}) } },
           },
           data: { [r.task]: rec },
           history: [...historyOf(manifest), ...loop.history],
@@ -243,7 +245,7 @@ export async function adaptFromFiles(model: string, o: AdaptFromFilesOptions): P
         metrics: {
           [r.task]: {
             ...(metrics ? { test: metrics } : {}),
-            adapt: { protocol: 'source-free', seed: tf.train.seed, ...summary, initialOrder: initialOrder.toString(), sourceOrders: Object.fromEntries(Object.entries(sourceOrders).map(([k, v]) => [k, v.toString()])), labelsReported: labels },
+            adapt: { protocol: 'source-free', seed: tf.train.seed, ...summary, initialOrder: initialOrder.toString(), sourceOrders: Object.fromEntries(Object.entries(sourceOrders).map(([k, v]) => [k, v.toString()])), labelsReported: labels, ...(data.unlabelled ? { unlabelled: true } : {}) },
           },
         },
         data: { [r.task]: rec },
