@@ -17,7 +17,7 @@ function parseInit(v: string | undefined): TransferInit | undefined {
 
 export async function transferCommand(model: string, o: { task: string; train: string; out?: string; inPlace?: boolean; onlyNewTask?: boolean; init?: string; orderSearch?: boolean; minSteps?: number }): Promise<void> {
   const parts = parseTrainParts(o.train);
-  if (o.orderSearch && !parts.includes('order')) throw new Error(`--order-search learns the order: --train must include 'order' (got ${o.train})`);
+  if (o.orderSearch && !parts.includes('mixture')) throw new Error(`--order-search learns the mixture: --train must include 'mixture' (got ${o.train})`);
   const init = parseInit(o.init);
   const reporter = consoleReporter();
   // A searched order is not trained by the loop; `all` trains the order with everything else.

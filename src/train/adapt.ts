@@ -245,6 +245,7 @@ export async function adaptTarget(net: CompNet, data: TaskSplits, o: AdaptOption
         const value = onVal();
         const accuracy = withLabels && d.test ? evaluate(net, name, d.test, { mode, tau: t.tau }).accuracy : undefined;
         candidates.push({ name: blendName(set, sources.length), sources: set, order: net.order(name).toString(), value, ...(accuracy !== undefined ? { accuracy } : {}) });
+        o.reporter?.log(`candidate ${candidates.length}: ${candidates.at(-1)!.name}: validation infomax ${value.infomax.toFixed(4)}`);
         if (!best || value.infomax < best.value) best = { set, value: value.infomax };
       }
       apply(best!.set);
