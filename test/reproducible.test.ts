@@ -11,6 +11,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as T from '../src/torch/index.js';
 import { trainFromConfig } from '../src/train/fromConfig.js';
+import { parseConfig } from '../src/data/config.js';
 import { adaptFromFiles, transferFromFiles, type TransferFromFilesOptions } from '../src/train/fromFiles.js';
 import { readManifest } from '../src/io/savedModel.js';
 import { silentReporter } from '../src/train/progress.js';
@@ -45,8 +46,21 @@ async function twice(command: (out: string) => Promise<unknown>): Promise<[strin
   return [out[0]!, out[1]!];
 }
 
+const hardModel = join(base, 'hard-model');
+
 test.before(async () => {
   (await trainFromConfig(tinyConfig({ epochs: 1 }), file, { out: model, reporter: silentReporter })).net.dispose();
+  // The same run under the hard method: random initial orders, annealed temperature, straight-through.
+  const tiny = tinyConfig({ epochs: 1 });
+  const hard = parseConfig({ model: { ...tiny.model, method: 'hard' }, tasks: [{ name: 'a', data: idx, validation: 0.25 }], train: { epochs: 1, batchSize: 16, threads: 1, seed: 5 } }, 'hard config');
+  (await trainFromConfig(hard, file, { out: hardModel, reporter: silentReporter })).net.dispose();
+});
+
+test('hard method: transfer (mixture,head from a random start) and joint adversarial adapt save the same model twice', async () => {
+  const [a, b] = await twice((out) => transferFromFiles(hardModel, { taskFile, train: ['mixture', 'head'], init: 'random', out }));
+  assert.equal(b, a);
+  const [c, d] = await twice((out) => adaptFromFiles(hardModel, { targetFile: taskFile, protocol: 'joint', alignment: 'adversarial', out, warn: () => {} }));
+  assert.equal(d, c);
 });
 
 const transfers: [string, Partial<TransferFromFilesOptions>][] = [
