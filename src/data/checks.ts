@@ -15,7 +15,7 @@ import type { RawImage } from './images.js';
 export type Warn = (message: string) => void;
 
 /** Smallest input side that is not warned about: the stem halves it, so 8 gives the blocks 4x4. */
-export const MIN_INPUT_SIZE = 8;
+const MIN_INPUT_SIZE = 8;
 
 const list = (xs: (string | number)[], most = 8) => (xs.length > most ? `${xs.slice(0, most).join(', ')}, … (${xs.length} in all)` : xs.join(', '));
 
