@@ -33,6 +33,9 @@ test('transfer writes a new model and leaves the input as it was; --train all re
   assert.equal(r.saved, out);
   assert.equal(r.result.metrics?.n, 16);
   assert.deepEqual(readManifest(out).tasks.map((t) => t.name), ['a', 'new']);
+  const recorded = readManifest(out).tasks[1]!.metrics as { transfer: { kept: string; start: { score: number } } };
+  assert.equal(recorded.transfer.kept, r.result.keptStart ? 'start' : `epoch ${r.result.loop.bestEpoch}`);
+  assert.equal(recorded.transfer.start.score, r.result.start.score);
   assert.equal(fingerprint(model), before, 'the input model is not modified');
 
   await assert.rejects(transferFromFiles(model, { taskFile, train: ['all'], out: join(base, 'all') }), /--train all fine-tunes the stem and pool that the model's tasks \(a\) were trained on.*add --only-new-task/);

@@ -116,7 +116,7 @@ export async function transferFromFiles(model: string, o: TransferFromFilesOptio
       trained = r.net;
       saveModel(r.net, dest, {
         previous: all ? undefined : manifest,
-        metrics: r.metrics ? { [tf.task.name]: { test: r.metrics, transfer: { train: o.train, seed: settings.seed, trainable: r.trainable, initialisedFrom: r.initialisedFrom, headFrom: r.headFrom, search: r.search } } } : undefined,
+        metrics: r.metrics ? { [tf.task.name]: { test: r.metrics, transfer: { train: o.train, seed: settings.seed, kept: r.keptStart ? 'start' : `epoch ${r.loop.bestEpoch}`, start: r.start, trainable: r.trainable, initialisedFrom: r.initialisedFrom, headFrom: r.headFrom, search: r.search } } } : undefined,
         data: { [tf.task.name]: rec },
         history: [...(all ? [] : historyOf(manifest)), ...r.loop.history],
       });
