@@ -602,10 +602,10 @@ describe('data traps: each is refused or warned about, naming the field', () => 
   });
 
   test('a flat folder of images is unlabelled: refused for training, read as one class for an adapt target', () => {
-    mkdirSync(join(dir, 'flat'), { recursive: true });
-    for (let i = 0; i < 10; i++) writeFileSync(join(dir, 'flat', `${i}.png`), png(8, 8));
-    const t = task({ format: 'folder', train: 'flat' });
-    assert.throws(() => loadTaskData(t, dir, opts([])), /flat: 10 images but no class sub-folders: a flat folder of images is read as unlabelled, which only a `compnet adapt` target can be/);
+    mkdirSync(join(dir, 'unlabelled'), { recursive: true });
+    for (let i = 0; i < 10; i++) writeFileSync(join(dir, 'unlabelled', `${i}.png`), png(8, 8));
+    const t = task({ format: 'folder', train: 'unlabelled' });
+    assert.throws(() => loadTaskData(t, dir, opts([])), /unlabelled: 10 images but no class sub-folders: a flat folder of images is read as unlabelled, which only a `compnet adapt` target can be/);
     const d = loadTaskData(t, dir, opts([], { unlabelled: true }));
     assert.equal(d.unlabelled, true);
     assert.deepEqual(d.train.classNames, [UNLABELLED]);
