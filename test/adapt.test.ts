@@ -148,6 +148,9 @@ test('select tries each source and the blend, keeps the lowest infomax, and take
   const g = net.task('t').logits.grad();
   assert.equal(g, null, 'no gradient was computed for the target order');
   assert.ok(r.candidates.every((c) => typeof c.accuracy === 'number'));
+  // One number per result: the kept candidate's row is the result, accuracy and objective alike.
+  assert.equal(best.accuracy, r.metrics![net.evalMode]);
+  assert.deepEqual(best.value, r.after);
   net.dispose();
 });
 

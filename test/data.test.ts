@@ -22,7 +22,8 @@ import {
 import { Rng } from '../src/data/rng.js';
 import { parseConfig, loadConfigFile, DEFAULT_TRAIN, DEFAULT_MODEL, METHOD_TRAIN_DEFAULTS } from '../src/data/config.js';
 import { loadBuiltin } from '../src/data/builtin.js';
-import { loadTaskData, loadConfigData } from '../src/data/load.js';
+import { loadTaskData, loadConfigData, loadTestData, UNLABELLED } from '../src/data/load.js';
+import { stratifiedSplit } from '../src/data/dataset.js';
 
 let dir: string;
 before(() => {
@@ -495,8 +496,10 @@ describe('loading task data', () => {
     writeFileSync(join(root, 'test', 'dog', 'a.png'), pngFile(3, 3, new Array(36).fill(255), 0));
     const opts = { inputSize: 5, inputChannels: 1 as const, seed: 0 };
     const split = loadTaskData(parseConfig({ tasks: [{ name: 'f', data: { format: 'folder', train: 'fold/train', testFraction: 0.25 }, validation: 0 }] }, 'c').tasks[0], dir, opts);
-    assert.equal(split.test.n, 5);
-    assert.equal(split.train.n, 15);
+    // Stratified: 25 % of each class's 10 images, rounded (3 of each).
+    assert.equal(split.test.n, 6);
+    assert.equal(split.train.n, 14);
+    assert.deepEqual(classCounts(split.test), [3, 3]);
     assert.equal(split.val.n, 0);
     assert.deepEqual(split.train.classNames, ['cat', 'dog']);
     const withTest = loadTaskData(parseConfig({ tasks: [{ name: 'f', data: { format: 'folder', train: 'fold/train', test: 'fold/test' }, normalize: false }] }, 'c').tasks[0], dir, opts);
@@ -532,5 +535,93 @@ describe('loading task data', () => {
 
   test('no temp files are left behind by atomic writes', () => {
     assert.deepEqual(readdirSync(dir).filter((f) => f.includes('.tmp-')), []);
+  });
+});
+
+describe('data traps: each is refused or warned about, naming the field', () => {
+  /** Class-sorted IDX files of `n` 8x8 images with `labels(i)`, as `name-{images,labels}`. */
+  const idxFiles = (sub: string, name: string, n: number, label: (i: number) => number) => {
+    mkdirSync(join(dir, sub), { recursive: true });
+    writeIdx(join(dir, sub, `${name}-images`), [n, 8, 8], Uint8Array.from({ length: n * 64 }, (_, j) => (label(Math.floor(j / 64)) * 20 + j) % 256));
+    writeIdx(join(dir, sub, `${name}-labels`), [n], Uint8Array.from({ length: n }, (_, i) => label(i)));
+  };
+  const task = (data: Record<string, unknown>, more: Record<string, unknown> = {}) => parseConfig({ tasks: [{ name: 't', data, validation: 0.2, ...more }] }, 'c').tasks[0]!;
+  const opts = (warnings: string[], o: Record<string, unknown> = {}) => ({ inputSize: 8, inputChannels: 1 as const, seed: 3, warn: (m: string) => warnings.push(m), ...o });
+  const sorted = (i: number) => Math.floor(i / 20); // 10 classes of 20, in label order
+
+  test('stratifiedSplit holds out the fraction of every class, at least one of a class of two or more', () => {
+    const labels = Int32Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2]);
+    const [kept, held] = stratifiedSplit(labels, 0.2, 1);
+    assert.deepEqual(Array.from(held, (i) => labels[i]).sort(), [0, 0, 1]);
+    assert.equal(kept.length + held.length, labels.length);
+    assert.deepEqual([...new Set([...kept, ...held])].length, labels.length);
+    assert.deepEqual(stratifiedSplit(labels, 0.2, 1), [kept, held], 'same seed, same split');
+  });
+
+  test('IDX testFraction: a class-sorted file without test files tests on every class', () => {
+    idxFiles('sorted', 'train', 200, sorted);
+    const w: string[] = [];
+    const d = loadTaskData(task({ format: 'idx', trainImages: 'sorted/train-images', trainLabels: 'sorted/train-labels', testFraction: 0.25 }), dir, opts(w));
+    assert.deepEqual(classCounts(d.test), new Array(10).fill(5));
+    assert.equal(d.train.n + d.val.n, 150);
+    assert.deepEqual(w, []);
+    assert.throws(() => task({ format: 'idx', trainImages: 'a', trainLabels: 'b', testImages: 'c' }), /data\.testLabels: give testImages and testLabels together, or neither/);
+  });
+
+  test('a test split missing classes is warned about, naming the field', () => {
+    idxFiles('sorted', 'test', 40, sorted); // the first 40 of a class-sorted file: classes 0 and 1 only
+    const w: string[] = [];
+    loadTaskData(task({ format: 'idx', trainImages: 'sorted/train-images', trainLabels: 'sorted/train-labels', testImages: 'sorted/test-images', testLabels: 'sorted/test-labels' }), dir, opts(w));
+    assert.equal(w.length, 1);
+    assert.match(w[0]!, /task "t": the test split has no images of 8 of the 10 trained classes \(2, 3, 4, 5, 6, 7, 8, 9\).*check `data\.testImages` \/ `data\.testLabels`/);
+  });
+
+  test('a label far outside the class range is refused; unused labels are warned about; `classes` is the way out', () => {
+    idxFiles('stray', 'train', 100, (i) => (i === 7 ? 255 : i % 10));
+    const data = { format: 'idx', trainImages: 'stray/train-images', trainLabels: 'stray/train-labels' };
+    assert.throws(() => loadTaskData(task(data), dir, opts([])), /stray\/train-labels: the largest label is 255, so the task would have 256 classes, but only 11 distinct labels occur; .*`classes` field/);
+    const w: string[] = [];
+    const picked = loadTaskData(task(data, { classes: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] }), dir, opts(w));
+    assert.equal(picked.train.classNames.length, 10);
+    idxFiles('gap', 'train', 100, (i) => (i % 10 === 3 ? 4 : i % 10));
+    loadTaskData(task({ format: 'idx', trainImages: 'gap/train-images', trainLabels: 'gap/train-labels' }), dir, opts(w));
+    assert.match(w.join('\n'), /gap\/train-labels: no image has label 3: the task still has 10 classes/);
+  });
+
+  const png = (w: number, h: number, colour = false) => pngFile(w, h, new Array(w * h * 4).fill(200), colour ? 2 : 0);
+
+  test('mixed image sizes and tiny input sizes are warned about', () => {
+    for (const [cls, files] of Object.entries({ a: [png(8, 8), png(8, 8), png(1, 1)], b: [png(8, 8), png(300, 1), png(64, 64, true)] })) {
+      mkdirSync(join(dir, 'mixed', cls), { recursive: true });
+      files.forEach((f, i) => writeFileSync(join(dir, 'mixed', cls, `${i}.png`), f));
+    }
+    const w: string[] = [];
+    loadTaskData(task({ format: 'folder', train: 'mixed', testFraction: 0.4 }, { validation: 0 }), dir, opts(w, { inputSize: 4 }));
+    assert.match(w.join('\n'), /task "t": input size 4 is below 8.*raise `inputSize`/);
+    assert.match(w.join('\n'), /mixed: images of 4 sizes or colours \(8x8 grey: 3, 1x1 grey: 1 \(e\.g\. .*a\/2\.png\), .*; each is fitted to 4x4 \(the task's `fit`: resize\)/);
+  });
+
+  test('a flat folder of images is unlabelled: refused for training, read as one class for an adapt target', () => {
+    mkdirSync(join(dir, 'unlabelled'), { recursive: true });
+    for (let i = 0; i < 10; i++) writeFileSync(join(dir, 'unlabelled', `${i}.png`), png(8, 8));
+    const t = task({ format: 'folder', train: 'unlabelled' });
+    assert.throws(() => loadTaskData(t, dir, opts([])), /unlabelled: 10 images but no class sub-folders: a flat folder of images is read as unlabelled, which only a `compnet adapt` target can be/);
+    const d = loadTaskData(t, dir, opts([], { unlabelled: true }));
+    assert.equal(d.unlabelled, true);
+    assert.deepEqual(d.train.classNames, [UNLABELLED]);
+    assert.equal(d.train.n + d.val.n + d.test.n, 10);
+  });
+
+  test('loadTestData reads only the test split, bit for bit as loadTaskData, and says when held-out test data needs the training images', () => {
+    idxFiles('gone', 'train', 100, (i) => i % 4);
+    idxFiles('gone', 'test', 30, (i) => (i * 7) % 4);
+    const t = task({ format: 'idx', trainImages: 'gone/train-images', trainLabels: 'gone/train-labels', testImages: 'gone/test-images', testLabels: 'gone/test-labels' }, { classes: [3, 1], limit: { test: 10 } });
+    const full = loadTaskData(t, dir, opts([]));
+    rmSync(join(dir, 'gone', 'train-images'));
+    rmSync(join(dir, 'gone', 'train-labels'));
+    const only = loadTestData(t, dir, { ...opts([]), labels: full.train.classNames, stats: full.stats });
+    assert.deepEqual(only, full.test);
+    const held = task({ format: 'idx', trainImages: 'gone/train-images', trainLabels: 'gone/train-labels' });
+    assert.throws(() => loadTestData(held, dir, { ...opts([]), labels: ['0', '1', '2', '3'], stats: full.stats }), /task "t": its data has no test files .* held out from the training images \(`data\.testFraction`\), and those are gone: no such file: .*gone\/train-images/);
   });
 });

@@ -5,7 +5,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { trainFromConfig } from '../src/train/fromConfig.js';
-import { removeTaskFromFiles, transferFromFiles } from '../src/train/fromFiles.js';
+import { adaptFromFiles, removeTaskFromFiles, transferFromFiles } from '../src/train/fromFiles.js';
 import { evalModel, evalOnData } from '../src/train/evalModel.js';
 import { readManifest } from '../src/io/savedModel.js';
 import { silentReporter } from '../src/train/progress.js';
@@ -33,6 +33,9 @@ test('transfer writes a new model and leaves the input as it was; --train all re
   assert.equal(r.saved, out);
   assert.equal(r.result.metrics?.n, 16);
   assert.deepEqual(readManifest(out).tasks.map((t) => t.name), ['a', 'new']);
+  const recorded = readManifest(out).tasks[1]!.metrics as { transfer: { kept: string; start: { score: number } } };
+  assert.equal(recorded.transfer.kept, r.result.keptStart ? 'start' : `epoch ${r.result.loop.bestEpoch}`);
+  assert.equal(recorded.transfer.start.score, r.result.start.score);
   assert.equal(fingerprint(model), before, 'the input model is not modified');
 
   await assert.rejects(transferFromFiles(model, { taskFile, train: ['all'], out: join(base, 'all') }), /--train all fine-tunes the stem and pool that the model's tasks \(a\) were trained on.*add --only-new-task/);
@@ -91,4 +94,35 @@ test('the CLI writes no model without --out or --in-place', () => {
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /--out DIR is required: the directory to save the model .* \(m is not modified\); or --in-place to replace m/);
   }
+});
+
+test('eval of recorded data reads only the test split: the training files may be gone', async () => {
+  const { base, model } = await fixture();
+  const before = evalModel(model).metrics.a!;
+  rmSync(join(base, 'train-images.idx'));
+  rmSync(join(base, 'train-labels.idx'));
+  assert.deepEqual(evalModel(model).metrics.a, before);
+  rmSync(base, { recursive: true });
+});
+
+test('adapt: a flat folder of images is an unlabelled target; --labels and eval of it are refused with the reason', async () => {
+  const { base, model } = await fixture();
+  const flat = join(base, 'flat');
+  mkdirSync(flat);
+  for (let i = 0; i < 24; i++) {
+    const png = new PNG({ width: 8, height: 8 });
+    for (let p = 0; p < 64; p++) png.data.set([(i * 37 + p * 11) % 256, 0, 0, 255], p * 4);
+    writeFileSync(join(flat, `${String(i).padStart(2, '0')}.png`), PNG.sync.write(png));
+  }
+  const targetFile = join(base, 'target.json');
+  writeFileSync(targetFile, JSON.stringify({ task: { name: 'tgt', data: { format: 'folder', train: 'flat' }, validation: 0.25 }, train: { epochs: 1, batchSize: 8, threads: 1 } }));
+  const out = join(base, 'adapted');
+  const r = await adaptFromFiles(model, { targetFile, protocol: 'source-free', out, warn: () => {} });
+  assert.equal(r.result.metrics, undefined, 'no labels, no accuracy');
+  assert.deepEqual(readManifest(out).tasks.map((t) => t.name), ['a', 'tgt']);
+  assert.throws(() => evalModel(out, ['tgt']), /task 'tgt' was adapted on a folder of unlabelled images, so it has no labelled test set/);
+  assert.ok(evalModel(out, ['a']).metrics.a);
+  await assert.rejects(adaptFromFiles(model, { targetFile, protocol: 'source-free', out: join(base, 'x'), labels: true }), /--labels: the target's images are a flat folder without class sub-folders/);
+  await assert.rejects(transferFromFiles(model, { taskFile: targetFile, train: ['head'], out: join(base, 'y') }), /flat: 24 images but no class sub-folders: .*only a `compnet adapt` target can be/);
+  rmSync(base, { recursive: true });
 });

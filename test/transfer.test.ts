@@ -8,6 +8,7 @@ import type { MultitaskSettings } from '../src/train/multitask.js';
 import { saveModel, loadModel, poolHash } from '../src/io/savedModel.js';
 import { splitDataset } from '../src/data/dataset.js';
 import { syntheticDataset, tinySpec, tmp } from './helpers.js';
+import { formatEpoch, silentReporter, viewFor } from '../src/train/progress.js';
 
 T.setNumThreads(1);
 
@@ -188,4 +189,39 @@ test('template mixing: a transfer that trains no head refuses when no source hea
   );
   assert.deepEqual(net.taskNames, ['one', 'two'], 'nothing is left behind');
   net.dispose();
+});
+
+test('transfer keeps the start when no epoch beats it on validation data, and says so; otherwise the best epoch', async () => {
+  const net = CompNet.create(tinySpec({ channels: 6, steps: 3, method: 'mixture' }), { seed: 4 });
+  net.addTask({ name: 'one', labels: ['a', 'b', 'c', 'd'], inputSize: 8, normalization: { mean: [0], std: [1] } });
+  const data = newTask(20);
+  const task = (name: string) => ({ name, labels: data.train.classNames, inputSize: 8, normalization: { mean: [0], std: [1] } });
+  const mixture = { ...settings, tauMin: 1, annealFraction: 0, entropyWeight: 0, straightThroughFrom: 1 };
+  // A good source task on the same data: its mixture and head are a start that is hard to beat.
+  const good = await transferTask(net, data, { task: task('good'), train: ['mixture', 'head'], settings: { ...mixture, epochs: 4 }, init: 'random' });
+  assert.equal(good.keptStart, false, 'a fresh head is beaten by training');
+  assert.ok(good.keptScore > good.start.score);
+  assert.equal(good.keptScore, good.loop.history.find((h) => h.epoch === good.loop.bestEpoch)!.tasks.good!.valSoft);
+
+  const lines: { best: boolean }[] = [];
+  const logs: string[] = [];
+  const reporter = { ...silentReporter, epoch: (e: { best: boolean }) => lines.push(e), log: (m: string) => logs.push(m) };
+  // Learning the mixture at a destructive rate: no epoch beats the copied start.
+  const r = await transferTask(net, data, { task: task('new'), train: ['mixture'], settings: { ...mixture, lr: 50, orderLr: 50 }, init: { from: 'good' }, reporter });
+  assert.equal(r.keptStart, true);
+  assert.equal(r.keptScore, r.start.score);
+  assert.ok(r.loop.history.every((h) => h.tasks.new!.valSoft <= r.start.valSoft));
+  assert.ok(lines.length > 0 && lines.every((l) => !l.best), 'no epoch line is marked *best when the start is kept');
+  assert.match(logs.join('\n'), /start \(before training\): validation/);
+  assert.deepEqual(Array.from(net.order('new').logits), Array.from(net.order('good').logits), 'the saved mixture is the start');
+  assert.equal(r.metrics!.soft, good.metrics!.soft, 'the start is the source task: same test accuracy');
+  net.dispose();
+});
+
+test('epoch lines print only what trains: no temperature or orders where they are fixed, no empty val part without labels', () => {
+  const e = { epoch: 2, epochs: 3, loss: 0.5, tau: 0.4, seconds: 1.25, tasks: { t: { valSoft: 0.9, valHard: 0.8, entropy: 0.3, order: '1,2' } }, best: true };
+  assert.equal(formatEpoch(e), 'epoch 2/3  loss 0.5000  tau 0.400  1.3s  val soft/hard: t 90.0%/80.0% H=0.30 [1,2]  *best');
+  assert.equal(formatEpoch(e, viewFor('mixture', true)), 'epoch 2/3  loss 0.5000  1.3s  val soft/hard: t 90.0%/80.0% H=0.30 [1,2]  *best');
+  assert.equal(formatEpoch(e, viewFor('hard', false)), 'epoch 2/3  loss 0.5000  1.3s  val soft/hard: t 90.0%/80.0%  *best');
+  assert.equal(formatEpoch({ ...e, tasks: {}, best: false }, viewFor('hard', true)), 'epoch 2/3  loss 0.5000  tau 0.400  1.3s');
 });

@@ -2,7 +2,7 @@
 import type { AdaptObjective, AdaptResult, ObjectiveValue } from '../train/adapt.js';
 import type { Alignment, JointAdaptResult } from '../train/jointAdapt.js';
 import { adaptFromFiles } from '../train/fromFiles.js';
-import { consoleReporter } from '../train/progress.js';
+import { consoleReporter, viewFor } from '../train/progress.js';
 import { accuracyTable } from '../report/accuracy.js';
 import { pct, table } from '../report/table.js';
 import { outputDir } from './output.js';
@@ -65,6 +65,7 @@ export async function adaptCommand(
   const alignment = parseAlignment(o.alignment);
   if (o.init !== undefined && o.init !== 'mean' && o.init !== 'select') throw new Error(`--init: expected mean or select, got '${o.init}'`);
   const labels = Boolean(o.labels);
+  const reporter = consoleReporter();
   const done = await adaptFromFiles(model, {
     targetFile: o.target,
     protocol,
@@ -75,8 +76,9 @@ export async function adaptCommand(
     sources: o.sources?.split(',').map((s) => s.trim()).filter(Boolean),
     freezeOrder: o.freezeOrder,
     init: o.init as 'mean' | 'select' | undefined,
-    reporter: consoleReporter(),
+    reporter,
     onStart: ({ task, manifest, data, sources, head, protocol: p }) => {
+      reporter.show(viewFor(manifest.spec.method, true));
       const how = p === 'joint' ? `joint with source training, alignment ${alignment}` : `source-free, objective ${objective}${o.freezeOrder && objective !== 'select' ? ', order frozen (statistics only)' : ''}`;
       out(`adapt '${task}' onto ${model} (pool ${manifest.poolHash.slice(0, 12)}…): sources ${sources.join(', ')} (head '${head}'), ${how}`);
       out(`target images: ${data.train.n} train, ${data.val.n} validation${labels ? `, ${data.test.n} test (labels used only to report accuracy)` : ' (no labels used)'}`);

@@ -6,7 +6,7 @@ import { recoverDir } from '../io/atomic.js';
 import { trainFromConfig } from '../train/fromConfig.js';
 import { evalModel, evalOnData } from '../train/evalModel.js';
 import { removeTaskFromFiles } from '../train/fromFiles.js';
-import { consoleReporter } from '../train/progress.js';
+import { consoleReporter, viewFor } from '../train/progress.js';
 import { accuracyTable } from '../report/accuracy.js';
 import { summary, parameterTable } from '../report/summary.js';
 import { setNumThreads } from '../torch/index.js';
@@ -17,7 +17,7 @@ import { outputDir } from './output.js';
 const out = (s = '') => process.stdout.write(s + '\n');
 
 async function train(config: Config, configFile: string, o: { out: string; resume?: boolean }): Promise<void> {
-  const r = await trainFromConfig(config, configFile, { out: o.out, reporter: consoleReporter(), resume: o.resume });
+  const r = await trainFromConfig(config, configFile, { out: o.out, reporter: consoleReporter(process.stderr, viewFor(config.model.method, true)), resume: o.resume });
   out();
   out(`test accuracy (best epoch ${r.result.bestEpoch}; ${r.net.evalMode === 'soft' ? 'soft = the mixture (the model)' : `soft = mixture at tau ${r.result.tau.toFixed(3)}`}, hard = the hard order${r.net.evalMode === 'hard' ? ' (the model)' : ' (a readout)'}, statistics re-estimated for each)`);
   out(accuracyTable(r.result.metrics));

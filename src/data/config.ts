@@ -58,7 +58,7 @@ export const DEFAULT_TASK = {
   fit: 'resize',
   validation: 0.1,
   normalize: true,
-  /** Fraction of an image folder held out as test set when the source has no `test` folder. */
+  /** Fraction of the training images (of every class) held out as test set when a source has no test folder or files. */
   testFraction: 0.2,
 } as const;
 
@@ -89,16 +89,25 @@ export const ModelSchema = z.strictObject({
 /** `{ "builtin": "mnist" }`: one of the small datasets shipped with the repo. */
 const BuiltinSourceSchema = z.strictObject({ builtin: z.enum(BUILTIN_DATASETS) });
 
-/** IDX image/label file pairs (MNIST layout); paths relative to the config file. */
-const IdxSourceSchema = z.strictObject({
-  format: z.literal('idx'),
-  trainImages: path,
-  trainLabels: path,
-  testImages: path,
-  testLabels: path,
-});
+/**
+ * IDX image/label file pairs (MNIST layout); paths relative to the config file. Without test
+ * files, `testFraction` of the training images (of every class) is held out as test set.
+ */
+const IdxSourceSchema = z
+  .strictObject({
+    format: z.literal('idx'),
+    trainImages: path,
+    trainLabels: path,
+    testImages: path.optional(),
+    testLabels: path.optional(),
+    testFraction: z.number().gt(0).lt(1).default(DEFAULT_TASK.testFraction),
+  })
+  .superRefine((s, ctx) => {
+    if ((s.testImages === undefined) !== (s.testLabels === undefined))
+      ctx.addIssue({ code: 'custom', path: [s.testImages === undefined ? 'testImages' : 'testLabels'], message: 'give testImages and testLabels together, or neither (testFraction of the training images is then held out)' });
+  });
 
-/** Image folders with one sub-folder per class; without `test`, `testFraction` of `train` is held out as test set. */
+/** Image folders with one sub-folder per class; without `test`, `testFraction` of `train` (of every class) is held out as test set. */
 const FolderSourceSchema = z.strictObject({
   format: z.literal('folder'),
   train: path,

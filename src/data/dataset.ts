@@ -134,6 +134,32 @@ export function splitIndices(n: number, spec: SplitSpec, seed: number): Int32Arr
   });
 }
 
+/**
+ * Holds out `fraction` of every class, seeded: returns `[kept, held]` indices into `labels`, each
+ * sorted. A class with two or more examples gives at least one to each part, so that a held-out
+ * test set of a class-sorted file still covers every class (a plain random cut of a small class
+ * may miss it).
+ */
+export function stratifiedSplit(labels: Int32Array, fraction: number, seed: number): [Int32Array, Int32Array] {
+  if (!(fraction > 0 && fraction < 1)) throw new Error(`stratifiedSplit: fraction must be in (0, 1), got ${fraction}`);
+  const byClass = new Map<number, number[]>();
+  labels.forEach((l, i) => {
+    const list = byClass.get(l);
+    if (list) list.push(i);
+    else byClass.set(l, [i]);
+  });
+  const rng = new Rng(seed);
+  const kept: number[] = [];
+  const held: number[] = [];
+  for (const c of [...byClass.keys()].sort((a, b) => a - b)) {
+    const idx = rng.shuffle(byClass.get(c)!);
+    const k = idx.length < 2 ? 0 : Math.min(idx.length - 1, Math.max(1, Math.round(fraction * idx.length)));
+    held.push(...idx.slice(0, k));
+    kept.push(...idx.slice(k));
+  }
+  return [Int32Array.from(kept).sort(), Int32Array.from(held).sort()];
+}
+
 /** Split a dataset into parts (e.g. train/validation) by fractions or counts; same seed, same split. Not stratified. */
 export function splitDataset(ds: Dataset, spec: SplitSpec, seed: number): Dataset[] {
   return splitIndices(ds.n, spec, seed).map((idx, i) => subset(ds, idx, `${ds.name}#${i}`));

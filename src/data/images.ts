@@ -104,6 +104,24 @@ function byCodeUnits(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** The class sub-folders of `dir` as `readImageFolder` orders them (without reading any image); throws if `dir` is not a folder. */
+export function classFolderNames(dir: string): string[] {
+  if (!existsSync(dir)) throw new Error(`no such folder: ${dir}`);
+  if (!statSync(dir).isDirectory()) throw new Error(`${dir}: not a folder`);
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort(byCodeUnits);
+}
+
+/** The image files directly in `dir` (not in sub-folders), in code-unit order, hidden files skipped. */
+export function flatImageFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isFile() && !e.name.startsWith('.') && IMAGE_EXTENSIONS.includes(extname(e.name).toLowerCase()))
+    .map((e) => join(dir, e.name))
+    .sort(byCodeUnits);
+}
+
 /**
  * Read `dir/<class>/<image>` into labelled images. Class names are the sorted
  * sub-folder names (plain code-unit order, like torchvision: "10" sorts before
@@ -113,25 +131,16 @@ function byCodeUnits(a: string, b: string): number {
  * class folder has no images, or an image cannot be decoded.
  */
 export function readImageFolder(dir: string): LabelledImages & { images: RawImage[]; files: string[] } {
-  if (!existsSync(dir)) throw new Error(`no such folder: ${dir}`);
-  if (!statSync(dir).isDirectory()) throw new Error(`${dir}: not a folder`);
-  const classNames = readdirSync(dir, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
-    .map((e) => e.name)
-    .sort(byCodeUnits);
+  const classNames = classFolderNames(dir);
   if (classNames.length === 0) throw new Error(`${dir}: no class sub-folders (expected ${join(dir, '<class>', '<image>.png')})`);
   const images: RawImage[] = [];
   const labels: number[] = [];
   const files: string[] = [];
   classNames.forEach((cls, label) => {
     const classDir = join(dir, cls);
-    const names = readdirSync(classDir, { withFileTypes: true })
-      .filter((e) => e.isFile() && !e.name.startsWith('.') && IMAGE_EXTENSIONS.includes(extname(e.name).toLowerCase()))
-      .map((e) => e.name)
-      .sort(byCodeUnits);
-    if (names.length === 0) throw new Error(`${classDir}: no ${IMAGE_EXTENSIONS.join('/')} images in class folder "${cls}"`);
-    for (const name of names) {
-      const file = join(classDir, name);
+    const paths = flatImageFiles(classDir);
+    if (paths.length === 0) throw new Error(`${classDir}: no ${IMAGE_EXTENSIONS.join('/')} images in class folder "${cls}"`);
+    for (const file of paths) {
       images.push(readImageFile(file));
       labels.push(label);
       files.push(file);

@@ -240,10 +240,12 @@ export async function adaptTarget(net: CompNet, data: TaskSplits, o: AdaptOption
       let best: { set: string[]; value: number } | undefined;
       for (const set of candidateSets(sources)) {
         apply(set);
-        recalibrate(net, name, d.train, { mode, tau: t.tau, maxBatches: recal.epoch, seed });
+        // The statistics the kept candidate ends with, so its row and the result are one number.
+        statistics(t.tau, recal.final);
         const value = onVal();
         const accuracy = withLabels && d.test ? evaluate(net, name, d.test, { mode, tau: t.tau }).accuracy : undefined;
         candidates.push({ name: blendName(set, sources.length), sources: set, order: net.order(name).toString(), value, ...(accuracy !== undefined ? { accuracy } : {}) });
+        o.reporter?.log(`candidate ${candidates.length}: ${candidates.at(-1)!.name}: validation infomax ${value.infomax.toFixed(4)}`);
         if (!best || value.infomax < best.value) best = { set, value: value.infomax };
       }
       apply(best!.set);
@@ -270,8 +272,10 @@ export async function adaptTarget(net: CompNet, data: TaskSplits, o: AdaptOption
       const reporter: Reporter = {
         ...inner,
         epoch(e) {
-          inner.epoch(withLabels ? e : { ...e, tasks: {} });
           const v = perEpoch.at(-1);
+          // `*best` only for an epoch that also beats the start, which is kept otherwise.
+          const best = e.best && v !== undefined && v.infomax < before.infomax;
+          inner.epoch({ ...e, best, ...(withLabels ? {} : { tasks: {} }) });
           if (v) inner.log(`  ${name}: validation infomax ${v.infomax.toFixed(4)} (entropy ${v.entropy.toFixed(4)}, of the mean ${v.marginalEntropy.toFixed(4)}), order [${e.tasks[name]?.order ?? ''}]`);
         },
       };

@@ -1,5 +1,6 @@
 /**
- * `compnet eval`: a saved model's tasks on their recorded test data, or one task on new labelled
+ * `compnet eval`: a saved model's tasks on their recorded test data (only the test split is read,
+ * so the training images may be gone where the source has its own test set), or one task on new labelled
  * data. New data is standardised with the task's own saved normalisation (not its own statistics)
  * and fitted to the task's input size, as the training images were, and its classes are matched to
  * the task's labels by name.
@@ -9,7 +10,8 @@ import { DEFAULT_TASK, loadTaskFile } from '../data/config.js';
 import type { Dataset } from '../data/dataset.js';
 import { readImageFolder } from '../data/images.js';
 import { normalize, toTensorData } from '../data/preprocess.js';
-import { loadRecordedData, recordFor, type TaskDataRecord } from '../data/record.js';
+import { recordFor, type TaskDataRecord } from '../data/record.js';
+import { loadTestData } from '../data/load.js';
 import { recoverDir } from '../io/atomic.js';
 import { loadModel, type Manifest } from '../io/savedModel.js';
 import { taskMetrics, type TaskMetrics } from './evaluate.js';
@@ -26,8 +28,9 @@ export function evalModel(dir: string, tasks?: string[]): { metrics: Record<stri
       const entry = manifest.tasks.find((t) => t.name === name)!;
       const rec = entry.data as TaskDataRecord | undefined;
       if (!rec) throw new Error(`task '${name}': the model does not record its data, so there is no test set to evaluate on (give one with --data)`);
-      const data = loadRecordedData(rec);
-      metrics[name] = taskMetrics(net, name, data.test);
+      if ((entry.metrics as { adapt?: { unlabelled?: boolean } } | undefined)?.adapt?.unlabelled)
+        throw new Error(`task '${name}' was adapted on a folder of unlabelled images, so it has no labelled test set (evaluate it on labelled data with --data)`);
+      metrics[name] = taskMetrics(net, name, recordedTest(rec, net.task(name).info));
       const trained = (entry.metrics as { test?: TaskMetrics } | undefined)?.test;
       if (trained) metrics[name]!.changedSteps = trained.changedSteps;
     }
@@ -35,6 +38,11 @@ export function evalModel(dir: string, tasks?: string[]): { metrics: Record<stri
   } finally {
     net.dispose();
   }
+}
+
+/** A recorded task's test split alone (the training images are not read where the source has its own test set). */
+function recordedTest(rec: TaskDataRecord, info: { labels: string[]; normalization: { mean: number[]; std: number[] } }): Dataset {
+  return loadTestData(rec.task, rec.configDir, { inputSize: rec.inputSize, inputChannels: rec.inputChannels, seed: rec.seed, labels: info.labels, stats: info.normalization });
 }
 
 /**
@@ -88,7 +96,7 @@ export function evalOnData(dir: string, name: string | undefined, data: string, 
       if (tf.task.inputSize !== undefined && tf.task.inputSize !== info.inputSize)
         warn(`${data}: inputSize ${tf.task.inputSize} ignored: task '${task}' was trained at ${info.inputSize}px`);
       const rec = recordFor({ ...tf.task, inputSize: info.inputSize, normalize: false }, { file: data, seed: tf.seed, defaultInputSize: info.inputSize, inputChannels: channels });
-      set = loadRecordedData(rec).test;
+      set = recordedTest(rec, info);
     }
     if (set.labels.length === 0) throw new Error(`${data}: no test images`);
     normalize(set.images, channels, info.normalization);

@@ -7,12 +7,12 @@
  * replacement of the model it reads first (see `recoverDir`).
  */
 import { loadTaskFile, DEFAULT_MODEL, type TrainConfig } from '../data/config.js';
-import type { TaskData } from '../data/load.js';
+import { loadTaskData, type TaskData } from '../data/load.js';
 import { loadRecordedData, recordFor, type TaskDataRecord } from '../data/record.js';
 import { loadModel, saveModel, type Manifest } from '../io/savedModel.js';
 import { recoverDir } from '../io/atomic.js';
 import { withDirLock } from '../io/lock.js';
-import { setNumThreads } from '../torch/index.js';
+import { manualSeed, setNumThreads } from '../torch/index.js';
 import { transferTask, type OrderLearning, type TrainPart, type TransferInit, type TransferResult } from './transfer.js';
 import { adaptTarget, resolveSources, type AdaptObjective, type AdaptResult } from './adapt.js';
 import { jointAdapt, type Alignment, type JointAdaptResult } from './jointAdapt.js';
@@ -67,6 +67,15 @@ function withModelOutput<T>(model: string, dest: string, command: string, report
   });
 }
 
+/**
+ * Seeds libtorch's generator from the task file's `train.seed` at the start of a command. Every
+ * draw of a new task's own (its order, head, probes, batches) comes from seeded `Rng`s already;
+ * this covers anything drawn from the global generator, which a loaded model finds unseeded.
+ */
+function seedCommand(settings: TrainConfig): void {
+  manualSeed(settings.seed);
+}
+
 /** The manifest's history list, to append a run's epochs to. */
 const historyOf = (m: Manifest | undefined) => (m?.history as unknown[] | undefined) ?? [];
 
@@ -86,6 +95,7 @@ export async function transferFromFiles(model: string, o: TransferFromFilesOptio
         );
       const tf = loadTaskFile(o.taskFile, base.spec.method);
       setNumThreads(tf.train.threads);
+      seedCommand(tf.train);
       const rec = recordFor(tf.task, {
         file: o.taskFile,
         seed: tf.seed,
@@ -106,7 +116,7 @@ export async function transferFromFiles(model: string, o: TransferFromFilesOptio
       trained = r.net;
       saveModel(r.net, dest, {
         previous: all ? undefined : manifest,
-        metrics: r.metrics ? { [tf.task.name]: { test: r.metrics, transfer: { train: o.train, trainable: r.trainable, initialisedFrom: r.initialisedFrom, headFrom: r.headFrom, search: r.search } } } : undefined,
+        metrics: r.metrics ? { [tf.task.name]: { test: r.metrics, transfer: { train: o.train, seed: settings.seed, kept: r.keptStart ? 'start' : `epoch ${r.loop.bestEpoch}`, start: r.start, trainable: r.trainable, initialisedFrom: r.initialisedFrom, headFrom: r.headFrom, search: r.search } } } : undefined,
         data: { [tf.task.name]: rec },
         history: [...(all ? [] : historyOf(manifest)), ...r.loop.history],
       });
@@ -170,6 +180,7 @@ export async function adaptFromFiles(model: string, o: AdaptFromFilesOptions): P
     try {
       const tf = loadTaskFile(o.targetFile, net.spec.method);
       setNumThreads(tf.train.threads);
+      seedCommand(tf.train);
       const { sources, head } = resolveSources(net, o.sources);
       const headLabels = net.heads.get(head)!.labels;
       const rec: TaskDataRecord = recordFor(tf.task, {
@@ -178,8 +189,10 @@ export async function adaptFromFiles(model: string, o: AdaptFromFilesOptions): P
         defaultInputSize: net.task(sources[0]!).info.inputSize,
         inputChannels: net.spec.inputChannels as 1 | 3,
       });
-      const data = loadRecordedData(rec);
+      // A target may be a flat folder of images, without class sub-folders: unlabelled images.
+      const data = loadTaskData(rec.task, rec.configDir, { inputSize: rec.inputSize, inputChannels: rec.inputChannels, seed: rec.seed, warn, unlabelled: true });
       const labels = Boolean(o.labels);
+      if (labels && data.unlabelled) throw new Error(`${o.targetFile}: --labels: the target's images are a flat folder without class sub-folders, so they have no labels to report accuracy with`);
       if (labels) {
         const names = data.train.classNames;
         if (names.length !== headLabels.length)
@@ -208,7 +221,7 @@ export async function adaptFromFiles(model: string, o: AdaptFromFilesOptions): P
           previous: manifest,
           metrics: {
             ...Object.fromEntries(Object.entries(sourceMetrics).map(([t, m]) => [t, { test: m }])),
-            [r.task]: { ...(metrics ? { test: metrics } : {}), adapt: { protocol: 'joint', ...summary, initialOrder: initialOrder.toString(), labelsReported: labels } },
+            [r.task]: { ...(metrics ? { test: metrics } : {}), adapt: { protocol: 'joint', seed: tf.train.seed, ...summary, initialOrder: initialOrder.toString(), labelsReported: labels, ...(data.unlabelled ? { unlabelled: true } : {}) } },
           },
           data: { [r.task]: rec },
           history: [...historyOf(manifest), ...loop.history],
@@ -232,7 +245,7 @@ export async function adaptFromFiles(model: string, o: AdaptFromFilesOptions): P
         metrics: {
           [r.task]: {
             ...(metrics ? { test: metrics } : {}),
-            adapt: { protocol: 'source-free', ...summary, initialOrder: initialOrder.toString(), sourceOrders: Object.fromEntries(Object.entries(sourceOrders).map(([k, v]) => [k, v.toString()])), labelsReported: labels },
+            adapt: { protocol: 'source-free', seed: tf.train.seed, ...summary, initialOrder: initialOrder.toString(), sourceOrders: Object.fromEntries(Object.entries(sourceOrders).map(([k, v]) => [k, v.toString()])), labelsReported: labels, ...(data.unlabelled ? { unlabelled: true } : {}) },
           },
         },
         data: { [r.task]: rec },

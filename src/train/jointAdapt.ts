@@ -21,7 +21,7 @@
  * statistics. The target's labels are never read: with `labels: false` they are zeroed before
  * anything sees them, and with labels they only give the accuracies that are reported.
  */
-import { tensor, tidy, noGrad, keep, conv2d, linear, rand, zeros, Optimizer, type Tensor } from '../torch/index.js';
+import { tensor, tidy, noGrad, keep, conv2d, linear, rand, zeros, manualSeed, Optimizer, type Tensor } from '../torch/index.js';
 import type { CompNet } from '../model/network.js';
 import { kaimingNormal } from '../model/pool.js';
 import type { Order } from '../model/order.js';
@@ -174,6 +174,9 @@ export async function jointAdapt(net: CompNet, data: TaskSplits, o: JointAdaptOp
   statistics(recal.epoch);
   const initialOrder = net.order(name);
   const targetOpt = new Optimizer([{ name: 'target mixture', params: [target.logits], lr: s.orderLr, weightDecay: 0 }], { kind: s.optimizer === 'sgd' ? 'sgd' : 'adam' });
+  // The discriminator's initial weights come from libtorch's generator: seed it from the run's
+  // seed, so that adapting a loaded model (whose generator nobody seeded) is reproducible.
+  if (alignment === 'adversarial') manualSeed((s.seed ^ 0xd15c0) >>> 0);
   const disc = alignment === 'adversarial' ? new Discriminator(net.spec.channels, net.dtype) : undefined;
   const discOpt = disc && new Optimizer([{ name: 'discriminator', params: disc.params, lr: s.lr }], { kind: 'adam' });
   const targetStream = stream(d.train, s.batchSize, (s.seed ^ 0x7a39) >>> 0);

@@ -33,29 +33,53 @@ export interface Reporter {
 
 const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 
-/** One line summarising an epoch. */
-function formatEpoch(e: EpochLine): string {
+/**
+ * What the console shows of the parts that may not be trained: the temperature (constant 1 under
+ * `mixture`, and meaningless when no order trains) and each task's order entropy and hard order
+ * (fixed when the order is not trained). Nothing is printed for a part that does not change.
+ */
+export interface ConsoleView {
+  /** Show the temperature (default true). */
+  tau?: boolean;
+  /** Show each task's order entropy and hard order (default true). */
+  order?: boolean;
+}
+
+/** One line summarising an epoch; a line without task accuracies (unlabelled data) has no `val` part. */
+export function formatEpoch(e: EpochLine, view: ConsoleView = {}): string {
+  const order = view.order ?? true;
   const tasks = Object.entries(e.tasks)
-    .map(([n, t]) => `${n} ${pct(t.valSoft)}/${pct(t.valHard)} H=${t.entropy.toFixed(2)} [${t.order}]`)
+    .map(([n, t]) => `${n} ${pct(t.valSoft)}/${pct(t.valHard)}${order ? ` H=${t.entropy.toFixed(2)} [${t.order}]` : ''}`)
     .join('  ');
-  return `epoch ${e.epoch}/${e.epochs}  loss ${e.loss.toFixed(4)}  tau ${e.tau.toFixed(3)}  ${e.seconds.toFixed(1)}s  val soft/hard: ${tasks}${e.best ? '  *best' : ''}`;
+  const parts = [`epoch ${e.epoch}/${e.epochs}`, `loss ${e.loss.toFixed(4)}`, ...(view.tau ?? true ? [`tau ${e.tau.toFixed(3)}`] : []), `${e.seconds.toFixed(1)}s`, ...(tasks ? [`val soft/hard: ${tasks}`] : [])];
+  return parts.join('  ') + (e.best ? '  *best' : '');
 }
 
 /** Writes nothing (library use, tests). */
 export const silentReporter: Reporter = { begin() {}, step() {}, epoch() {}, end() {}, log() {} };
 
+/** A console reporter whose view can be set once the model is known (before training starts). */
+export interface ConsoleReporter extends Reporter {
+  show(view: ConsoleView): void;
+}
+
 /** A bar on a TTY, plain lines otherwise; messages go to `stream` (stderr by default). */
-export function consoleReporter(stream: NodeJS.WriteStream = process.stderr): Reporter {
+export function consoleReporter(stream: NodeJS.WriteStream = process.stderr, initial: ConsoleView = {}): ConsoleReporter {
   const tty = Boolean(stream.isTTY) && !process.env.CI;
   let bar: cliProgress.SingleBar | undefined;
   let epochs = 0;
+  let view: ConsoleView = { ...initial };
   return {
+    show(v) {
+      view = { ...view, ...v };
+    },
     begin(o) {
       epochs = o.epochs;
       stream.write(`training ${o.tasks.length} task(s) [${o.tasks.join(', ')}] for ${o.epochs} epochs x ${o.stepsPerEpoch} steps\n`);
       if (tty) {
+        const tau = view.tau ?? true ? '  tau {tau}' : '';
         bar = new cliProgress.SingleBar(
-          { stream, format: 'epoch {epoch}/{epochs} |{bar}| {value}/{total} steps  loss {loss}  tau {tau}  eta {eta_formatted}', hideCursor: true, clearOnComplete: true },
+          { stream, format: `epoch {epoch}/{epochs} |{bar}| {value}/{total} steps  loss {loss}${tau}  eta {eta_formatted}`, hideCursor: true, clearOnComplete: true },
           cliProgress.Presets.shades_classic,
         );
       }
@@ -67,13 +91,23 @@ export function consoleReporter(stream: NodeJS.WriteStream = process.stderr): Re
     },
     epoch(e) {
       bar?.stop();
-      stream.write(formatEpoch(e) + '\n');
+      stream.write(formatEpoch(e, view) + '\n');
     },
     end() {
       bar?.stop();
     },
     log(message) {
+      // A message in the middle of an epoch (a phase's progress) must not be drawn over by the bar.
+      bar?.stop();
       stream.write(message + '\n');
     },
   };
+}
+
+/**
+ * What a run shows: the temperature only under `hard` (under `mixture` it is 1 throughout) and
+ * only when an order trains by gradient; entropies and orders only when an order trains.
+ */
+export function viewFor(method: 'mixture' | 'hard', orderTrains: boolean): ConsoleView {
+  return { tau: method === 'hard' && orderTrains, order: orderTrains };
 }

@@ -17,6 +17,10 @@
  * search: every single-step block swap of the current hard order is scored like a selection
  * candidate, the best improvement is kept, and sweeps repeat until none improves; the head (and
  * patch) then train on the order found.
+ *
+ * Training can make a good start worse (on small data a selected mixture can be trained into a
+ * worse one), so, as `adapt` does, the start is scored on the validation split before the first
+ * step, with the loop's own score, and kept if no epoch beats it.
  */
 import type { CompNet, TaskState } from '../model/network.js';
 import { Order } from '../model/order.js';
@@ -27,7 +31,8 @@ import { runLoop, type LoopResult, type LoopSpec, type TaskSplits } from './loop
 import { frozenExcept } from './shared.js';
 import type { MultitaskSettings } from './multitask.js';
 import { evaluate, recalibrate, taskMetrics, type TaskMetrics } from './evaluate.js';
-import { silentReporter } from './progress.js';
+import { silentReporter, type Reporter } from './progress.js';
+import { Snapshot } from './snapshot.js';
 
 /** A part of a new task that transfer trains; `order` is `mixture`'s older name, accepted as an alias. */
 export type TrainPart = 'mixture' | 'order' | 'patch' | 'head' | 'all';
@@ -79,6 +84,12 @@ export interface TransferResult {
   candidates: Record<string, number>;
   /** The task whose head the new task's head was copied from (under `mixture`, when the label counts agree). */
   headFrom?: string;
+  /** Validation accuracy of the start (before any step; soft and hard) and its score, as the loop scores an epoch. */
+  start: { valSoft: number; valHard: number; score: number };
+  /** True when no epoch beat the start on validation data, so the start was kept (and saved). */
+  keptStart: boolean;
+  /** The validation score of what was kept (the start's, or the best epoch's). */
+  keptScore: number;
   /** With `orderLearning: 'search'`: the orders kept, from the initial one (1-based, with validation accuracy), and how many were scored. */
   search?: { path: { order: string; accuracy: number }[]; scored: number };
 }
@@ -139,7 +150,12 @@ async function scoreOrder(net: CompNet, o: TransferOptions, data: TaskSplits, or
 /** Tries each existing task's order and a random one; returns the best by validation accuracy. */
 async function selectOrder(net: CompNet, o: TransferOptions, data: TaskSplits): Promise<{ from: string; scores: Record<string, number> }> {
   const scores: Record<string, number> = {};
-  for (const c of [...net.taskNames, 'random']) scores[c] = await scoreOrder(net, o, data, c === 'random' ? undefined : net.order(c), c === 'random' ? undefined : c);
+  const candidates = [...net.taskNames, 'random'];
+  const log = (o.reporter ?? silentReporter).log;
+  for (const [i, c] of candidates.entries()) {
+    scores[c] = await scoreOrder(net, o, data, c === 'random' ? undefined : net.order(c), c === 'random' ? undefined : c);
+    log(`selecting the start: ${i + 1}/${candidates.length} ${c === 'random' ? 'a random mixture' : `task ${c}`}: validation ${pct(scores[c]!)}`);
+  }
   const from = Object.entries(scores).sort((a, b) => b[1] - a[1])[0]![0];
   return { from, scores };
 }
@@ -152,12 +168,17 @@ async function selectOrder(net: CompNet, o: TransferOptions, data: TaskSplits): 
 async function searchOrder(net: CompNet, o: TransferOptions, data: TaskSplits, start: number[], patchFrom: string | undefined, sweeps: number) {
   const N = net.spec.blocks;
   const score = (seq: number[]) => scoreOrder(net, o, data, Order.fromSequence(seq, N), patchFrom);
+  const log = (o.reporter ?? silentReporter).log;
+  const text = (seq: number[]) => seq.map((b) => b + 1).join(',');
   let current = start.slice();
   let best = await score(current);
-  const path = [{ order: current.map((b) => b + 1).join(','), accuracy: best }];
+  log(`order search: start ${text(current)}: validation ${pct(best)}`);
+  const path = [{ order: text(current), accuracy: best }];
   let scored = 1;
+  const perSweep = current.length * (N - 1);
   for (let sweep = 0; sweep < sweeps; sweep++) {
     let move: { seq: number[]; accuracy: number } | undefined;
+    let k = 0;
     for (let l = 0; l < current.length; l++)
       for (let b = 0; b < N; b++) {
         if (b === current[l]) continue;
@@ -166,13 +187,71 @@ async function searchOrder(net: CompNet, o: TransferOptions, data: TaskSplits, s
         const accuracy = await score(seq);
         scored++;
         if (accuracy > (move?.accuracy ?? best)) move = { seq, accuracy };
+        log(`order search: sweep ${sweep + 1}/${sweeps}, ${++k}/${perSweep} ${text(seq)}: validation ${pct(accuracy)} (best ${pct(move?.accuracy ?? best)})`);
       }
     if (!move) break;
     current = move.seq;
     best = move.accuracy;
-    path.push({ order: current.map((b) => b + 1).join(','), accuracy: best });
+    path.push({ order: text(current), accuracy: best });
   }
   return { order: current, path, scored };
+}
+
+const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+
+type Validation = { valSoft: number; valHard: number };
+
+/** Re-estimates the task's soft (at `tau`) and hard batch-norm statistics on `batches` training batches, as the loop does. */
+function restats(net: CompNet, task: string, data: TaskSplits, tau: number, batches: number, seed: number): void {
+  recalibrate(net, task, data.train, { mode: 'soft', tau, maxBatches: batches, seed });
+  recalibrate(net, task, data.train, { mode: 'hard', maxBatches: batches, seed });
+}
+
+/** The task's validation accuracy as the loop measures it after an epoch: soft mixture at `tau`, hard order, statistics re-estimated for each. */
+function validate(net: CompNet, task: string, data: TaskSplits, tau: number, batches: number, seed: number): Validation {
+  restats(net, task, data, tau, batches, seed);
+  return { valSoft: evaluate(net, task, data.val, { mode: 'soft', tau }).accuracy, valHard: evaluate(net, task, data.val, { mode: 'hard' }).accuracy };
+}
+
+/**
+ * Runs `train` (the loop, given the score it must use and a reporter) and keeps the best of the
+ * start and every epoch on validation data: the start is scored first with the same score, and if
+ * no epoch beats it (a tie keeps the start) the network is put back as it was and its statistics
+ * re-estimated as the loop does at its end. The epoch lines mark `*best` only for an epoch that
+ * also beats the start. Leaves the task's temperature at the kept state's.
+ */
+async function trainKeepingStart(
+  net: CompNet,
+  task: string,
+  data: TaskSplits,
+  settings: MultitaskSettings,
+  inner: Reporter,
+  train: (reporter: Reporter, score: (r: Record<string, Validation>) => number) => Promise<LoopResult>,
+): Promise<Pick<TransferResult, 'loop' | 'start' | 'keptStart' | 'keptScore'>> {
+  const soft = net.evalMode === 'soft';
+  const score = (r: Record<string, Validation>) => Object.values(r).reduce((a, v) => a + (soft ? v.valSoft : v.valHard), 0) / Object.keys(r).length;
+  const recal = settings.recalibrationBatches ?? { epoch: 10, final: 50 };
+  const tau0 = settings.tauStart;
+  const v0 = validate(net, task, data, tau0, recal.epoch, settings.seed);
+  const start = { ...v0, score: score({ [task]: v0 }) };
+  inner.log(`start (before training): validation ${pct(start.valSoft)} soft / ${pct(start.valHard)} hard`);
+  const snapshot = new Snapshot(net);
+  try {
+    const reporter: Reporter = { ...inner, epoch: (e) => inner.epoch({ ...e, best: e.best && score(e.tasks) > start.score }) };
+    const loop = await train(reporter, score);
+    const kept = loop.history.find((h) => h.epoch === loop.bestEpoch);
+    const epochScore = kept ? score(kept.tasks) : -Infinity;
+    if (epochScore > start.score) {
+      net.task(task).tau = loop.tau;
+      return { loop, start, keptStart: false, keptScore: epochScore };
+    }
+    snapshot.restore(net);
+    net.task(task).tau = tau0;
+    restats(net, task, data, tau0, recal.final, settings.seed);
+    return { loop, start, keptStart: true, keptScore: start.score };
+  } finally {
+    snapshot.dispose();
+  }
 }
 
 /** Learns a new task over the frozen pool (or, with `all`, over a copy of it). */
@@ -232,11 +311,10 @@ export async function transferTask(base: CompNet, data: TaskSplits, given: Trans
   const modelTotal = net.parameterCounts().total;
   const trainable: TrainableSummary = { groups: counted, trainable: trainableCount, modelTotal, share: trainableCount / modelTotal };
   const d = new Map([[o.task.name, data]]);
-  const loop = await frozenExcept(net, groups.flatMap((g) => g.params), () =>
-    runLoop(net, { tasks: [o.task.name], data: d, groups, settings: o.settings, reporter: o.reporter }),
+  const { loop, start, keptStart, keptScore } = await trainKeepingStart(net, o.task.name, data, o.settings, o.reporter ?? silentReporter, (reporter, score) =>
+    frozenExcept(net, groups.flatMap((g) => g.params), () => runLoop(net, { tasks: [o.task.name], data: d, groups, settings: o.settings, reporter, score })),
   );
-  net.task(o.task.name).tau = loop.tau;
   // "Steps moved" counts from the order the task started with, before any search.
   const metrics = data.test ? taskMetrics(net, o.task.name, data.test, initialOrder) : undefined;
-  return { net, loop, metrics, trainable, initialisedFrom: from ? `task:${from}` : 'random', init: from ? { from } : 'random', candidates, search, ...(headFrom ? { headFrom } : {}) };
+  return { net, loop, start, keptStart, keptScore, metrics, trainable, initialisedFrom: from ? `task:${from}` : 'random', init: from ? { from } : 'random', candidates, search, ...(headFrom ? { headFrom } : {}) };
 }
