@@ -1,8 +1,9 @@
 /**
  * The training loop every training mode shares: per step, one mini-batch and one forward pass per
- * task (the order depends on the task), losses summed, one optimizer step; temperature annealing
- * and cosine learning-rate decay; validation each epoch under the re-calibrated hard order; the
- * best epoch after annealing kept. Modes (multitask, transfer, adapt) differ only in what they train and how.
+ * task (the order depends on the task), losses summed, one optimizer step (`trainStep`, step.ts),
+ * each at its place in the schedules (temperature annealing, learning-rate decay); validation
+ * each epoch under the soft mixture and the re-calibrated hard order; the best epoch after
+ * annealing kept. Modes (multitask, transfer, adapt) differ only in what they train and how.
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { tensor, labels as labelTensor, crossEntropy, Optimizer, type ParamGroup, type Tensor } from '../torch/index.js';
@@ -12,7 +13,7 @@ import type { OrderMode } from '../model/types.js';
 import { batches, type Batch, type Dataset } from '../data/dataset.js';
 import { Rng } from '../data/rng.js';
 import type { TrainConfig } from '../data/config.js';
-import { temperature, lrMultiplier, type LrSchedule } from './schedule.js';
+import { temperature, lrMultiplier } from './schedule.js';
 import { evaluate, recalibrate } from './evaluate.js';
 import { Snapshot } from './snapshot.js';
 import { silentReporter, type Reporter, type EpochLine } from './progress.js';
