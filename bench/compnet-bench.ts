@@ -15,16 +15,17 @@
  *   prototypes     bench-only prototypes of optimisations (BN folding for inference, per-block weights)
  *   evalplans      inference of the reference network with each evaluation-plan mode (off: plain
  *                  path; folded: batch norm folded into the convs), interleaved
- *   fused          training step of the reference network with each fused-batch-norm setting (off,
- *                  relu6, all, block, branch), interleaved
+ *   fused          training step of the reference network with each fusion setting (off, bn-relu6,
+ *                  bn, middle, whole-block), interleaved
  *
- * The reference part takes --eval-plans off|folded and --fused off|relu6|all|block|branch (default:
- * the library's defaults); the fused part takes --settings a,b (default: all five).
+ * The reference part takes --eval-plans off|folded and --fused <setting> (default: the library's
+ * defaults); the fused part takes --settings a,b (default: all five). Both take the settings' old
+ * names too (relu6, all, block, branch), as `CompNet.fusedBatchNorm` does.
  *
  * Run it through `npm run bench` (bench/run.ts), which preloads jemalloc and alternates it with the
  * PyTorch reference; running it directly is for debugging.
  */
-import { CompNet, Order, Rng, batches, torch, type Dataset, type ModelSpec, type OrderMode } from '../src/index.js';
+import { CompNet, Order, Rng, batches, trainStep, fusionSetting, FUSION_SETTINGS, torch, type Dataset, type ModelSpec, type OrderMode } from '../src/index.js';
 import { REFERENCE as R, summarize, procStatusBytes, jemallocLoaded, parseArgs, intArg } from './common.js';
 
 // The tensor layer through the public API's `torch` namespace, under the short names used below.
@@ -37,7 +38,6 @@ const {
   noGrad,
   keep,
   crossEntropy,
-  rowEntropyFromLogits,
   Optimizer,
   setNumThreads,
   getNumThreads,
@@ -108,22 +108,9 @@ function fixedBatch(seed = 1): { x: Tensor; y: Tensor } {
   return { x, y };
 }
 
-/** One training step as `runLoop` does it (per task: forward, loss, backward; then one optimizer step). */
-function trainStep(m: Model, x: Tensor, y: Tensor, mode: OrderMode, entropyWeight = 0, tau = 1): number {
-  let loss = 0;
-  for (const task of m.tasks) {
-    loss += tidy(() => {
-      const logits = m.net.forward(task, x, { mode, tau, training: true });
-      let l = crossEntropy(logits, y);
-      const value = l.item();
-      if (entropyWeight !== 0) l = l.add(rowEntropyFromLogits(m.net.task(task).logits.div(tau), 1).mean().mul(entropyWeight));
-      l.backward();
-      return value;
-    });
-  }
-  m.opt.step();
-  m.opt.zeroGrad();
-  return loss;
+/** One training step of every task of `m` on the batch `x`, `y`: the library's `trainStep`, the one `runLoop` runs. */
+function modelStep(m: Model, x: Tensor, y: Tensor, mode: OrderMode, entropyWeight = 0, tau = 1): number {
+  return trainStep(m.net, { tasks: m.tasks, batch: () => ({ x, loss: (logits) => crossEntropy(logits, y) }), optimizer: m.opt, mode, tau, entropyWeight });
 }
 
 function time(fn: () => unknown): number {
@@ -164,12 +151,12 @@ function reference(): void {
   const plans = args.get('eval-plans');
   if (plans) m.net.evalPlans.mode = plans as typeof m.net.evalPlans.mode;
   const fused = args.get('fused');
-  if (fused) m.net.fusedBatchNorm = fused as typeof m.net.fusedBatchNorm;
+  if (fused) m.net.fusedBatchNorm = fusionSetting(fused, '--fused');
   const { x, y } = fixedBatch();
   const losses: number[] = [];
-  for (let i = 0; i < warmup; i++) losses.push(trainStep(m, x, y, 'hard'));
+  for (let i = 0; i < warmup; i++) losses.push(modelStep(m, x, y, 'hard'));
   const train: number[] = [];
-  for (let i = 0; i < steps; i++) train.push(time(() => losses.push(trainStep(m, x, y, 'hard'))));
+  for (let i = 0; i < steps; i++) train.push(time(() => losses.push(modelStep(m, x, y, 'hard'))));
   const infer = (): void => noGrad(() => tidy(() => void m.net.forward('t0', x, { mode: 'hard', training: false })));
   for (let i = 0; i < inferWarmup; i++) infer();
   const inference: number[] = [];
@@ -240,11 +227,11 @@ function compositional(): void {
   const mixture = model(spec({ blocks: N, steps: L, mixing: 'weight', method: 'mixture' }), { orderInit: 'glorot' });
   const times = interleaved(
     [
-      { name: 'weight-soft', step: () => trainStep(weight, x, y, 'soft') },
-      { name: 'output-soft', step: () => trainStep(output, x, y, 'soft') },
-      { name: 'hard', step: () => trainStep(hard, x, y, 'hard') },
-      { name: 'straight-through', step: () => trainStep(st, x, y, 'straight-through') },
-      { name: 'mixture-soft', step: () => trainStep(mixture, x, y, 'soft') },
+      { name: 'weight-soft', step: () => modelStep(weight, x, y, 'soft') },
+      { name: 'output-soft', step: () => modelStep(output, x, y, 'soft') },
+      { name: 'hard', step: () => modelStep(hard, x, y, 'hard') },
+      { name: 'straight-through', step: () => modelStep(st, x, y, 'straight-through') },
+      { name: 'mixture-soft', step: () => modelStep(mixture, x, y, 'soft') },
     ],
     rounds,
     warmup,
@@ -277,7 +264,7 @@ function multitask(): void {
   // The training loop's default step: straight-through selection, entropy penalty, one head per task.
   const models = counts.map((T) => ({ T, m: model(spec({ blocks: N, steps: L, mixing: 'weight' }), { tasks: T }) }));
   const times = interleaved(
-    models.map(({ T, m }) => ({ name: String(T), step: () => trainStep(m, x, y, 'straight-through', 0.01) })),
+    models.map(({ T, m }) => ({ name: String(T), step: () => modelStep(m, x, y, 'straight-through', 0.01) })),
     rounds,
     warmup,
     steps,
@@ -321,7 +308,7 @@ function memory(): void {
   for (let step = 1; step <= steps; step++) {
     tidy(() => {
       const { x, y } = data.next().value as { x: Tensor; y: Tensor };
-      trainStep(m, x, y, 'straight-through', 0.01);
+      modelStep(m, x, y, 'straight-through', 0.01);
     });
     if (step % every === 0 || step === steps) sample(step);
   }
@@ -363,12 +350,12 @@ function profile(): void {
   const steps = intArg(args, 'steps', 20);
   const m = model(spec(), { order: IDENTITY });
   const { x, y } = fixedBatch();
-  for (let i = 0; i < warmup; i++) trainStep(m, x, y, 'hard');
+  for (let i = 0; i < warmup; i++) modelStep(m, x, y, 'hard');
   const probe = profileNativeOps();
   // Mark phases by op: everything before `backward` is the forward pass.
   probe.reset();
   const wall: number[] = [];
-  for (let i = 0; i < steps; i++) wall.push(time(() => trainStep(m, x, y, 'hard')));
+  for (let i = 0; i < steps; i++) wall.push(time(() => modelStep(m, x, y, 'hard')));
   const trainOps = Object.fromEntries([...probe.totals].map(([k, v]) => [k, { msPerStep: v.ms / steps, callsPerStep: v.calls / steps }]));
   probe.reset();
   const iw: number[] = [];
@@ -501,7 +488,7 @@ function prototypes(): void {
   // Train both a little so the batch-norm running statistics are not trivial, then compare.
   const train = interleaved(
     [
-      { name: 'compnet-model', step: () => trainStep(m, x, y, 'hard') },
+      { name: 'compnet-model', step: () => modelStep(m, x, y, 'hard') },
       { name: 'plain-tensor-layer', step: () => plainStep() },
       { name: 'plain-free-early', step: () => plainStep(true) },
     ],
@@ -570,7 +557,7 @@ function evalplans(): void {
   const m = model(spec(), { order: IDENTITY });
   const { x, y } = fixedBatch();
   // Train a little so the running statistics are not trivial.
-  for (let i = 0; i < intArg(args, 'train', 5); i++) trainStep(m, x, y, 'hard');
+  for (let i = 0; i < intArg(args, 'train', 5); i++) modelStep(m, x, y, 'hard');
   const modes = ['off', 'folded', 'frozen'] as const;
   const logits = (mode: (typeof modes)[number]): Float32Array => {
     m.net.evalPlans.mode = mode;
@@ -602,11 +589,10 @@ function fused(): void {
   const steps = intArg(args, 'steps', 7);
   const m = model(spec(), { order: IDENTITY });
   const { x, y } = fixedBatch();
-  const all = ['off', 'relu6', 'all', 'block', 'branch'] as const;
-  const only = args.get('settings')?.split(',');
-  const settings = only ? all.filter((f) => only.includes(f)) : all;
+  const only = args.get('settings')?.split(',').map((f) => fusionSetting(f, '--settings'));
+  const settings = only ? FUSION_SETTINGS.filter((f) => only.includes(f)) : FUSION_SETTINGS;
   const times = interleaved(
-    settings.map((f) => ({ name: f, step: () => ((m.net.fusedBatchNorm = f), trainStep(m, x, y, 'hard')) })),
+    settings.map((f) => ({ name: f, step: () => ((m.net.fusedBatchNorm = f), modelStep(m, x, y, 'hard')) })),
     rounds,
     warmup,
     steps,

@@ -360,10 +360,10 @@ if (!skip.has('applied')) {
     ['training step, fused batch norm', 'ms', 'x unfused'],
     [
       ['off (ATen batch norm, in-place ReLU6)', fmt(f.off!), '1.000'],
-      ['batch norm + ReLU6 fused', fmt(f.relu6!), (f.relu6!.median / f.off!.median).toFixed(3)],
-      ['all batch norms fused (also those without an activation)', fmt(f.all!), (f.all!.median / f.off!.median).toFixed(3)],
-      ['all, and each block\'s BN, ReLU6, depthwise conv, BN, ReLU6 as one op (block)', fmt(f.block!), (f.block!.median / f.off!.median).toFixed(3)],
-      ['each whole block as one op with compnet\'s own GEMMs (branch, the default)', fmt(f.branch!), (f.branch!.median / f.off!.median).toFixed(3)],
+      ['batch norm + ReLU6 fused (bn-relu6)', fmt(f['bn-relu6']!), (f['bn-relu6']!.median / f.off!.median).toFixed(3)],
+      ['all batch norms fused, also those without an activation (bn)', fmt(f.bn!), (f.bn!.median / f.off!.median).toFixed(3)],
+      ['bn, and each block\'s BN, ReLU6, depthwise conv, BN, ReLU6 as one op (middle)', fmt(f.middle!), (f.middle!.median / f.off!.median).toFixed(3)],
+      ['each whole block as one op with compnet\'s own GEMMs (whole-block, the default)', fmt(f['whole-block']!), (f['whole-block']!.median / f.off!.median).toFixed(3)],
     ],
   );
 }

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../src/torch/index.js';
+import { CompNet } from '../src/model/network.js';
 import { assertClose, assertFusedTrainingMatches, tinySpec } from './helpers.js';
 
 type DType = 'float32' | 'float64';
@@ -105,5 +106,25 @@ test('fused batch norm rejects inputs it cannot run, naming the op and the shape
 });
 
 test('a model trained with fused batch norms matches one trained with the unfused ops (weights, statistics, predictions)', () => {
-  assertFusedTrainingMatches(tinySpec({ inputChannels: 3 }), ['off', 'all'], 'hard', 'fused all');
+  assertFusedTrainingMatches(tinySpec({ inputChannels: 3 }), ['off', 'bn'], 'hard', 'fused bn');
+});
+
+test('a model trained with only batch norm + ReLU6 fused matches one trained with the unfused ops', () => {
+  assertFusedTrainingMatches(tinySpec({ inputChannels: 3 }), ['off', 'bn-relu6'], 'hard', 'fused bn-relu6');
+});
+
+test('fusedBatchNorm takes the old setting names and reads them back as the new ones; an unknown name is an error naming the property and every name', () => {
+  const n = CompNet.create(tinySpec(), { seed: 1 });
+  assert.equal(n.fusedBatchNorm, 'whole-block', 'the default: every fused op');
+  for (const [old, now] of [['relu6', 'bn-relu6'], ['all', 'bn'], ['block', 'middle'], ['branch', 'whole-block'], ['off', 'off'], ['middle', 'middle']] as const) {
+    n.fusedBatchNorm = old;
+    assert.equal(n.fusedBatchNorm, now, `${old} reads back as ${now}`);
+  }
+  assert.throws(
+    () => (n.fusedBatchNorm = 'fast' as never),
+    /^Error: CompNet\.fusedBatchNorm: unknown fusion setting "fast" \(expected off, bn-relu6, bn, middle, whole-block; old names: relu6 = bn-relu6, all = bn, block = middle, branch = whole-block\)$/,
+  );
+  assert.equal(n.fusedBatchNorm, 'middle', 'a rejected name leaves the setting as it was');
+  assert.throws(() => (n.fusedBatchNorm = 'toString' as never), /unknown fusion setting "toString"/, 'only the names themselves, not what every object has');
+  n.dispose();
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as T from '../src/torch/index.js';
 import { CompNet } from '../src/model/network.js';
 import { Order } from '../src/model/order.js';
-import type { FusedBatchNorm } from '../src/model/block.js';
+import type { FusionSetting } from '../src/model/fusion.js';
 import type { ModelSpec, OrderMode } from '../src/model/types.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { Rng } from '../src/data/rng.js';
@@ -65,7 +65,7 @@ export function assertClose(a: Float64Array, b: Float64Array, rel: number, what:
  * 3 SGD steps with each fused-kernel setting, and asserts that weights, statistics and logits of
  * `settings[1]` match those of `settings[0]` to 1e-4: the fused kernels change float rounding only.
  */
-export function assertFusedTrainingMatches(spec: ModelSpec, settings: [FusedBatchNorm, FusedBatchNorm], mode: OrderMode, what: string): void {
+export function assertFusedTrainingMatches(spec: ModelSpec, settings: [FusionSetting, FusionSetting], mode: OrderMode, what: string): void {
   T.manualSeed(13);
   const x = T.keep(T.randn([6, 6, 6, 3]));
   const y = T.keep(T.labels([0, 1, 2, 3, 0, 1]));

@@ -172,39 +172,39 @@ test('fused inverted block rejects inputs it cannot run, naming the op and what 
   });
 });
 
-test("a model trained with fusedBatchNorm 'block' or 'branch' matches the unfused ops, with hard, soft and output-mixing forwards", () => {
+test("a model trained with fusedBatchNorm 'middle' or 'whole-block' matches the unfused ops, with hard, soft and output-mixing forwards", () => {
   for (const [mixing, mode] of [
     ['weight', 'hard'],
     ['weight', 'soft'],
     ['output', 'soft'],
   ] as const) {
     // expansion 4 x 4 channels = 16: the middle's op applies; 16 channels x 2: the branch's op too.
-    assertFusedTrainingMatches(tinySpec({ inputChannels: 3, expansion: 4, mixing }), ['off', 'block'], mode, `block ${mixing}/${mode}`);
-    assertFusedTrainingMatches(tinySpec({ inputChannels: 3, channels: 16, expansion: 2, mixing }), ['off', 'branch'], mode, `branch ${mixing}/${mode}`);
+    assertFusedTrainingMatches(tinySpec({ inputChannels: 3, expansion: 4, mixing }), ['off', 'middle'], mode, `middle ${mixing}/${mode}`);
+    assertFusedTrainingMatches(tinySpec({ inputChannels: 3, channels: 16, expansion: 2, mixing }), ['off', 'whole-block'], mode, `whole-block ${mixing}/${mode}`);
     // Template mixing: the fused ops take mixed batch-norm scales and biases, and pass their gradients back to the templates.
-    assertFusedTrainingMatches(tinySpec({ inputChannels: 3, expansion: 4, mixing, method: 'mixture' }), ['off', 'block'], mode, `mixture block ${mixing}/${mode}`);
-    assertFusedTrainingMatches(tinySpec({ inputChannels: 3, channels: 16, expansion: 2, mixing, method: 'mixture' }), ['off', 'branch'], mode, `mixture branch ${mixing}/${mode}`);
+    assertFusedTrainingMatches(tinySpec({ inputChannels: 3, expansion: 4, mixing, method: 'mixture' }), ['off', 'middle'], mode, `mixture middle ${mixing}/${mode}`);
+    assertFusedTrainingMatches(tinySpec({ inputChannels: 3, channels: 16, expansion: 2, mixing, method: 'mixture' }), ['off', 'whole-block'], mode, `mixture whole-block ${mixing}/${mode}`);
   }
 });
 
-test("fusedBatchNorm 'block' and 'branch' really run their fused ops: their logits differ from the unfused ones, by rounding only", () => {
-  const check = (spec: ReturnType<typeof tinySpec>, fused: 'block' | 'branch') => {
+test("fusedBatchNorm 'middle' and 'whole-block' really run their fused ops: their logits differ from the unfused ones, by rounding only", () => {
+  const check = (spec: ReturnType<typeof tinySpec>, fused: 'middle' | 'whole-block') => {
     const n = CompNet.create(spec, { seed: 2, dtype: 'float32' });
     n.addTask({ name: 't', labels: ['a', 'b'], inputSize: 6, normalization: { mean: [0, 0, 0], std: [1, 1, 1] } }, { order: Order.fromSequence([0, 1, 2, 0], 3) });
     n.fusedBatchNormMinElements = 0;
     T.manualSeed(5);
     const x = T.keep(T.randn([4, 6, 6, 3]));
-    const logits = (f: 'off' | 'block' | 'branch') => {
+    const logits = (f: 'off' | 'middle' | 'whole-block') => {
       n.fusedBatchNorm = f;
       return Float64Array.from(T.noGrad(() => T.tidy(() => n.forward('t', x, { mode: 'hard', training: true, momentum: 0 }).toFloat32())));
     };
-    const [a, b, c] = [logits('off'), logits('block'), logits(fused)];
+    const [a, b, c] = [logits('off'), logits('middle'), logits(fused)];
     assert.ok(a.some((v, i) => v !== c[i]), `${fused}: the fused path computes in another order (not bit-identical): it ran`);
-    if (fused === 'branch') assert.ok(b.some((v, i) => v !== c[i]), "branch: not the same computation as 'block'");
+    if (fused === 'whole-block') assert.ok(b.some((v, i) => v !== c[i]), "whole-block: not the same computation as 'middle'");
     assertClose(c, a, 1e-4, `${fused} logits`);
     x.dispose();
     n.dispose();
   };
-  check(tinySpec({ inputChannels: 3, expansion: 4 }), 'block');
-  if (branchRuns()) check(tinySpec({ inputChannels: 3, channels: 16, expansion: 2 }), 'branch');
+  check(tinySpec({ inputChannels: 3, expansion: 4 }), 'middle');
+  if (branchRuns()) check(tinySpec({ inputChannels: 3, channels: 16, expansion: 2 }), 'whole-block');
 });

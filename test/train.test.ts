@@ -6,6 +6,8 @@ import * as T from '../src/torch/index.js';
 import { CompNet } from '../src/model/network.js';
 import { trainMultitask, type MultitaskSettings } from '../src/train/multitask.js';
 import { trainFromConfig } from '../src/train/fromConfig.js';
+import { runLoop } from '../src/train/loop.js';
+import { trainStep } from '../src/train/step.js';
 import { parseConfig } from '../src/data/config.js';
 import { evalModel } from '../src/cli/commands.js';
 import { silentReporter, type Reporter } from '../src/train/progress.js';
@@ -81,6 +83,63 @@ test('minSteps raises the epochs of a small dataset until training makes that ma
   // A floor below the epoch budget changes nothing.
   const s = await trainMultitask(net, data, settings({ epochs: 2, minSteps: 5 }), { reporter: silentReporter });
   assert.equal(s.history.length, 2);
+  net.dispose();
+});
+
+/** Every value of the tensors, copied out. */
+const values = (ts: T.Tensor[]) => ts.map((t) => Float64Array.from(t.toFloat32()));
+
+test('trainStep: one batch of every task, their weighted losses summed, one optimizer step; a non-finite loss throws before any update', () => {
+  const { net, data } = twoTasks(5);
+  const params = [...net.sharedParameters(), ...net.taskNames.flatMap((t) => Object.values(net.taskParameters(t)).flat())];
+  const opt = new T.Optimizer([{ name: 'all', params, lr: 0.01 }], { kind: 'sgd' });
+  const ds = data.get('one')!.train;
+  const b = ds.images.subarray(0, 16 * ds.size * ds.size);
+  const x = T.keep(T.tensor(b, [16, ds.size, ds.size, 1]));
+  const y = T.keep(T.labels(ds.labels.subarray(0, 16)));
+  const ce = (t: string) => T.tidy(() => T.crossEntropy(net.forward(t, x, { mode: 'soft', tau: 1, training: true }), y).item());
+  const expected = ce('one') + ce('two') * 0.5;
+  const step = (bad?: string) =>
+    trainStep(net, {
+      tasks: ['one', 'two'],
+      batch: (task) => ({ x, loss: (logits) => (task === bad ? logits.sum().mul(NaN) : T.crossEntropy(logits, y)) }),
+      optimizer: opt,
+      mode: 'soft',
+      tau: 1,
+      entropyWeight: 0,
+      taskWeights: { two: 0.5 },
+      diverged: (task, loss) => new Error(`bad ${task}: ${loss}`),
+    });
+  const before = values(params);
+  assert.throws(() => step('two'), /^Error: bad two: NaN$/);
+  assert.deepEqual(values(params), before, 'nothing was updated');
+  opt.zeroGrad(); // task one's gradients, from before the throw
+  const loss = step();
+  assert.ok(Math.abs(loss - expected) < 1e-6, `loss ${loss}: task one's plus half of task two's, ${expected}`);
+  assert.ok(values(net.sharedParameters()).some((v, i) => v.some((e, j) => e !== before[i]![j])), 'the shared weights moved');
+  T.tidy(() => {
+    for (const p of params) {
+      const g = p.grad();
+      assert.ok(!g || values([g])[0]!.every((v) => v === 0), 'gradients are zero after the step');
+    }
+  });
+  x.dispose();
+  y.dispose();
+  opt.dispose();
+  net.dispose();
+});
+
+test('runLoop names the task, epoch, step and learning rates when a loss is not finite', async () => {
+  const { net, data } = twoTasks(6);
+  const groups = [{ name: 'weights', params: net.sharedParameters(), lr: 0.01, weightDecay: 0 }];
+  await assert.rejects(
+    runLoop(net, { tasks: ['two'], data, groups, settings: settings(), loss: (_t, logits) => logits.sum().mul(Infinity) }),
+    (e: Error) => {
+      assert.match(e.message, /^training diverged: task 'two' has loss (-?Infinity|NaN) at epoch 1, step 1; nothing was saved over the last good checkpoint\. /);
+      assert.match(e.message, /Lower train\.lr \(now weights 0\.01\) or train\.entropyWeight \(now 0\.01\), or check the task's images$/);
+      return true;
+    },
+  );
   net.dispose();
 });
 

@@ -178,14 +178,18 @@ export const TaskSchema = z
  */
 export const TrainSchema = z.strictObject({
   epochs: posInt.default(DEFAULT_TRAIN.epochs),
-  /** Raises `epochs` until training makes at least this many optimizer steps (for small datasets). */
+  /**
+   * Raises `epochs` until training makes at least this many optimizer steps. An epoch budget alone
+   * starves a small dataset (300 images at batch 64 make 15 steps in 3 epochs), too few for a new
+   * head or order to fit.
+   */
   minSteps: posInt.optional(),
   batchSize: posInt.default(DEFAULT_TRAIN.batchSize),
   lr: z.number().gt(0).default(DEFAULT_TRAIN.lr),
   orderLr: z.number().min(0).optional(),
   weightDecay: z.number().min(0).default(DEFAULT_TRAIN.weightDecay),
   optimizer: z.enum(['adam', 'adamw', 'sgd', 'rmsprop']).default(DEFAULT_TRAIN.optimizer),
-  /** `cosine` (default) or `exponential` (the authors' x0.99 per 1,500 steps, for RMSprop). */
+  /** How every group's learning rate decays: `cosine` (to 5 %, the default) or `exponential` (the authors' x0.99 per 1,500 steps, continuously, for RMSprop). */
   lrSchedule: z.enum(['cosine', 'exponential']).default(DEFAULT_TRAIN.lrSchedule),
   labelSmoothing: z.number().min(0).lt(1).default(DEFAULT_TRAIN.labelSmoothing),
   tauStart: z.number().gt(0).optional(),
@@ -194,6 +198,11 @@ export const TrainSchema = z.strictObject({
   entropyWeight: z.number().optional(),
   orderInit: z.enum(['uniform', 'diagonal', 'random-onehot', 'random', 'glorot']).optional(),
   orderInitScale: z.number().min(0).default(DEFAULT_TRAIN.orderInitScale),
+  /**
+   * Fraction of training after which steps select blocks straight-through (hard forward, softmax
+   * gradient): 0 = always, 1 = never. Soft mixing early lets orders move; hard selection late
+   * makes the blocks adapt to the order that is evaluated, so hard and soft agree at the end.
+   */
   straightThroughFrom: z.number().min(0).max(1).optional(),
   seed: z.int().default(DEFAULT_TRAIN.seed),
   threads: posInt.default(DEFAULT_TRAIN.threads),

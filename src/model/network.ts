@@ -5,7 +5,8 @@
  * batch norms' scales and biases (a patch); under `mixture` the templates own them.
  */
 import { Tensor, tensor, conv2d, linear, noGrad, keep, manualSeed, tidy, rand, gradEnabled, ones, zeros, versionSum, type BatchNormParams } from '../torch/index.js';
-import { FUSED_MIN_ELEMENTS, consume, normAct, residualBlock, type FusedBatchNorm, type NormOptions } from './block.js';
+import { consume, normAct, residualBlock, type NormOptions } from './block.js';
+import { FUSED_MIN_ELEMENTS, fusionSetting, type FusionSetting, type LegacyFusionSetting } from './fusion.js';
 import { kaimingNormal, Pool, type Affine } from './pool.js';
 import { Order } from './order.js';
 import { EvalPlan, EvalPlans, type PlanConv, type PlanSource } from './evalPlan.js';
@@ -80,11 +81,19 @@ export class CompNet {
    */
   readonly evalPlans = new EvalPlans();
   /**
-   * Which parts of training-mode passes run as fused native ops (BENCHMARKS.md, "Changes
-   * applied", items 5 to 8); the unfused ops give the same results up to float rounding.
-   * `'branch'` (every fused op) by default: the fastest setting measured at 2 libtorch threads.
+   * Which parts of training-mode passes run as fused native ops (`FUSION_SETTINGS` in fusion.ts;
+   * BENCHMARKS.md, "Changes applied", items 5 to 8); the unfused ops give the same results up to
+   * float rounding. `'whole-block'` (every fused op) by default: the fastest setting measured at 2
+   * libtorch threads. The old names (`relu6`, `all`, `block`, `branch`) are accepted and read back
+   * as the new ones.
    */
-  fusedBatchNorm: FusedBatchNorm = 'branch';
+  get fusedBatchNorm(): FusionSetting {
+    return this.#fusedBatchNorm;
+  }
+  set fusedBatchNorm(setting: FusionSetting | LegacyFusionSetting) {
+    this.#fusedBatchNorm = fusionSetting(setting, 'CompNet.fusedBatchNorm');
+  }
+  #fusedBatchNorm: FusionSetting = 'whole-block';
   /** Batch-norm inputs with fewer elements run unfused (see `FUSED_MIN_ELEMENTS`). */
   fusedBatchNormMinElements = FUSED_MIN_ELEMENTS;
 

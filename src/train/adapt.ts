@@ -34,7 +34,7 @@
  */
 import { tensor, tidy, noGrad, stack } from '../torch/index.js';
 import type { Tensor } from '../torch/index.js';
-import type { CompNet } from '../model/network.js';
+import type { CompNet, TaskState } from '../model/network.js';
 import { Order } from '../model/order.js';
 import type { Normalization, OrderMode } from '../model/types.js';
 import { batches, type Dataset } from '../data/dataset.js';
@@ -192,8 +192,24 @@ export function candidateSets(sources: string[]): string[][] {
   return sets;
 }
 
-/** Adds an unlabelled target domain to `net` as a new task and learns only its order. See the top of this file. */
-export async function adaptTarget(net: CompNet, data: TaskSplits, o: AdaptOptions): Promise<AdaptResult> {
+/** The target while it is adapted: its task in `net`, its data (labels zeroed unless `withLabels`) and the settings. */
+interface Target {
+  net: CompNet;
+  name: string;
+  task: TaskState;
+  d: TaskSplits;
+  withLabels: boolean;
+  sources: string[];
+  s: MultitaskSettings;
+  recal: { epoch: number; final: number };
+  /** The sources' mean temperature: the soft mixture's until a loop sets another. */
+  tau0: number;
+  /** Where progress lines go (each `select` candidate). */
+  reporter?: Reporter;
+}
+
+/** Stage 1: the objective, the sources and their head, and the target data, checked against the model. */
+function resolveTarget(net: CompNet, data: TaskSplits, o: AdaptOptions): { objective: AdaptObjective; sources: string[]; head: string; d: TaskSplits; withLabels: boolean } {
   const objective = o.objective ?? 'infomax';
   if (!['infomax', 'entropy', 'select'].includes(objective)) throw new Error(`adapt: unknown objective '${objective}' (expected infomax, entropy or select)`);
   if (net.tasks.has(o.name)) throw new Error(`task '${o.name}' already exists in this model`);
@@ -206,10 +222,14 @@ export async function adaptTarget(net: CompNet, data: TaskSplits, o: AdaptOption
     if (ds.size !== d.train.size) throw new Error(`adapt: target data '${ds.name}' is ${ds.size}px, its training split ${d.train.size}px`);
     if (ds.n === 0) throw new Error(`adapt: target data '${ds.name}' has no images`);
   }
+  return { objective, sources, head, d, withLabels };
+}
+
+/** Stage 2: the target task on the sources' head, its order the sources' mean, at their mean temperature. */
+function initTarget(net: CompNet, o: AdaptOptions, r: ReturnType<typeof resolveTarget>): Target {
+  const { sources, head, d } = r;
   const s = o.settings;
-  const recal = s.recalibrationBatches ?? { epoch: 10, final: 50 };
-  const seed = s.seed;
-  const sourceOrders = Object.fromEntries(sources.map((t) => [t, net.order(t)]));
+  const C = net.spec.inputChannels;
   const tau0 = sources.reduce((a, t) => a + net.task(t).tau, 0) / sources.length;
   const name = o.name;
   const labels = net.heads.get(head)!.labels;
@@ -217,101 +237,139 @@ export async function adaptTarget(net: CompNet, data: TaskSplits, o: AdaptOption
     { name, labels, head, inputSize: d.train.size, normalization: o.normalization ?? { mean: new Array(C).fill(0), std: new Array(C).fill(1) } },
     { order: meanOrder(net, sources) },
   );
+  const task = net.task(name);
+  task.tau = tau0;
+  return { net, name, task, d, withLabels: r.withLabels, sources, s, recal: s.recalibrationBatches ?? { epoch: 10, final: 50 }, tau0, reporter: o.reporter };
+}
+
+/** The target's order and patch set to the mean of the sources `set`. */
+function apply(g: Target, set: string[]): void {
+  g.net.setOrder(g.name, meanOrder(g.net, set));
+  setMeanPatch(g.net, g.name, set);
+}
+
+/** The target's soft (at `tau`) and hard statistics re-estimated on `batches` target training batches. */
+function statistics(g: Target, tau: number, batches: number): void {
+  recalibrate(g.net, g.name, g.d.train, { mode: 'soft', tau, maxBatches: batches, seed: g.s.seed });
+  recalibrate(g.net, g.name, g.d.train, { mode: 'hard', maxBatches: batches, seed: g.s.seed });
+}
+
+/** The objective on the target's validation images, under the model's evaluation mode. */
+function onVal(g: Target): ObjectiveValue {
+  return objectiveValue(g.net, g.name, g.d.val, { mode: g.net.evalMode, tau: g.task.tau });
+}
+
+/**
+ * Stage 3: where the target starts, the mean of all sources or, with `select`, the candidate with
+ * the lowest validation objective (each tried with statistics re-estimated on target images).
+ */
+function selectStart(g: Target, select: boolean): { initialisedFrom: string; candidates: AdaptCandidate[]; chosen?: string } {
+  const { net, name, d, sources } = g;
+  const mode = net.evalMode;
+  apply(g, sources);
+  const candidates: AdaptCandidate[] = [];
+  if (!select) return { initialisedFrom: blendName(sources, sources.length), candidates };
+  let best: { set: string[]; value: number } | undefined;
+  for (const set of candidateSets(sources)) {
+    apply(g, set);
+    // The statistics the kept candidate ends with, so its row and the result are one number.
+    statistics(g, g.task.tau, g.recal.final);
+    const value = onVal(g);
+    const accuracy = g.withLabels && d.test ? evaluate(net, name, d.test, { mode, tau: g.task.tau }).accuracy : undefined;
+    candidates.push({ name: blendName(set, sources.length), sources: set, order: net.order(name).toString(), value, ...(accuracy !== undefined ? { accuracy } : {}) });
+    g.reporter?.log(`candidate ${candidates.length}: ${candidates.at(-1)!.name}: validation infomax ${value.infomax.toFixed(4)}`);
+    if (!best || value.infomax < best.value) best = { set, value: value.infomax };
+  }
+  apply(g, best!.set);
+  const chosen = blendName(best!.set, sources.length);
+  return { initialisedFrom: chosen, candidates, chosen };
+}
+
+/** What learning the order gave: the loop, the objective after it, and whether the start was kept. */
+interface Learned {
+  loop: LoopResult;
+  after: ObjectiveValue;
+  keptInitial: boolean;
+  history: AdaptResult['history'];
+}
+
+/**
+ * Stage 4: the target's order, the only trainable tensor, trained on the unsupervised objective;
+ * epochs are scored by the validation objective, and if none beats the start (`before`), the
+ * start (`initialOrder`) is kept.
+ */
+async function learnOrder(g: Target, objective: 'infomax' | 'entropy', before: ObjectiveValue, initialOrder: Order, inner: Reporter): Promise<Learned> {
+  const { net, name, task: t, d, withLabels, s } = g;
+  const perEpoch: ObjectiveValue[] = [];
+  const reporter: Reporter = {
+    ...inner,
+    epoch(e) {
+      const v = perEpoch.at(-1);
+      // `*best` only for an epoch that also beats the start, which is kept otherwise.
+      const best = e.best && v !== undefined && v.infomax < before.infomax;
+      inner.epoch({ ...e, best, ...(withLabels ? {} : { tasks: {} }) });
+      if (v) inner.log(`  ${name}: validation infomax ${v.infomax.toFixed(4)} (entropy ${v.entropy.toFixed(4)}, of the mean ${v.marginalEntropy.toFixed(4)}), order [${e.tasks[name]?.order ?? ''}]`);
+    },
+  };
+  const loop = await frozenExcept(net, [t.logits], () =>
+    runLoop(net, {
+      tasks: [name],
+      data: new Map([[name, d]]),
+      groups: [{ name: 'order', params: [t.logits], lr: s.orderLr, weightDecay: 0 }],
+      settings: s,
+      reporter,
+      loss: (_task, logits) => objectiveLoss(objective, logits),
+      // The loop has just re-estimated the hard statistics on target training images.
+      score: () => {
+        const v = onVal(g);
+        perEpoch.push(v);
+        return -v.infomax;
+      },
+    }),
+  );
+  t.tau = loop.tau;
+  let after = onVal(g);
+  let keptInitial = false;
+  if (!(after.infomax < before.infomax)) {
+    // No epoch beat the start on the validation objective: keep the start.
+    net.setOrder(name, initialOrder);
+    t.tau = g.tau0;
+    statistics(g, g.tau0, g.recal.final);
+    after = onVal(g);
+    keptInitial = true;
+  }
+  const history = loop.history.map((h, i) => {
+    const rec = h.tasks[name]!;
+    const { valSoft, valHard, ...rest } = rec;
+    return { ...h, tasks: { [name]: withLabels ? rec : (rest as typeof rec) }, valObjective: perEpoch[i] };
+  });
+  return { loop, after, keptInitial, history };
+}
+
+/** What is trained: the target's order, or nothing. */
+function trainableSummary(net: CompNet, learn: boolean): TrainableSummary {
+  const n = net.spec.steps * net.spec.blocks;
+  const modelTotal = net.parameterCounts().total;
+  return learn ? { groups: [{ name: 'order', parameters: n }], trainable: n, modelTotal, share: n / modelTotal } : { groups: [], trainable: 0, modelTotal, share: 0 };
+}
+
+/** Adds an unlabelled target domain to `net` as a new task and learns only its order. See the top of this file. */
+export async function adaptTarget(net: CompNet, data: TaskSplits, o: AdaptOptions): Promise<AdaptResult> {
+  const r = resolveTarget(net, data, o);
+  const { objective, sources, head, d, withLabels } = r;
+  const sourceOrders = Object.fromEntries(sources.map((t) => [t, net.order(t)]));
+  const g = initTarget(net, o, r);
+  const { name, task: t } = g;
   try {
-    const t = net.task(name);
-    t.tau = tau0;
-    const apply = (set: string[]) => {
-      net.setOrder(name, meanOrder(net, set));
-      setMeanPatch(net, name, set);
-    };
-    const statistics = (tau: number, batches: number) => {
-      recalibrate(net, name, d.train, { mode: 'soft', tau, maxBatches: batches, seed });
-      recalibrate(net, name, d.train, { mode: 'hard', maxBatches: batches, seed });
-    };
-    const mode = net.evalMode;
-    const onVal = () => objectiveValue(net, name, d.val, { mode, tau: t.tau });
-
-    // Start: the mean of all sources, or the best candidate.
-    let initialisedFrom = blendName(sources, sources.length);
-    apply(sources);
-    const candidates: AdaptCandidate[] = [];
-    let chosen: string | undefined;
-    if (objective === 'select' || o.init === 'select') {
-      let best: { set: string[]; value: number } | undefined;
-      for (const set of candidateSets(sources)) {
-        apply(set);
-        // The statistics the kept candidate ends with, so its row and the result are one number.
-        statistics(t.tau, recal.final);
-        const value = onVal();
-        const accuracy = withLabels && d.test ? evaluate(net, name, d.test, { mode, tau: t.tau }).accuracy : undefined;
-        candidates.push({ name: blendName(set, sources.length), sources: set, order: net.order(name).toString(), value, ...(accuracy !== undefined ? { accuracy } : {}) });
-        o.reporter?.log(`candidate ${candidates.length}: ${candidates.at(-1)!.name}: validation infomax ${value.infomax.toFixed(4)}`);
-        if (!best || value.infomax < best.value) best = { set, value: value.infomax };
-      }
-      apply(best!.set);
-      chosen = initialisedFrom = blendName(best!.set, sources.length);
-    }
-    statistics(tau0, recal.final);
+    const start = selectStart(g, objective === 'select' || o.init === 'select');
+    statistics(g, g.tau0, g.recal.final);
     const initialOrder = net.order(name);
-    const before = onVal();
-    const L = net.spec.steps;
-    const N = net.spec.blocks;
+    const before = onVal(g);
     const learn = objective !== 'select' && !o.freezeOrder;
-    const modelTotal = net.parameterCounts().total;
-    const trainable: TrainableSummary = learn
-      ? { groups: [{ name: 'order', parameters: L * N }], trainable: L * N, modelTotal, share: (L * N) / modelTotal }
-      : { groups: [], trainable: 0, modelTotal, share: 0 };
+    const trainable = trainableSummary(net, learn);
+    const learned = learn ? await learnOrder(g, objective as 'infomax' | 'entropy', before, initialOrder, o.reporter ?? silentReporter) : undefined;
 
-    let after = before;
-    let loop: LoopResult | undefined;
-    let keptInitial = false;
-    let history: AdaptResult['history'] = [];
-    if (learn) {
-      const perEpoch: ObjectiveValue[] = [];
-      const inner = o.reporter ?? silentReporter;
-      const reporter: Reporter = {
-        ...inner,
-        epoch(e) {
-          const v = perEpoch.at(-1);
-          // `*best` only for an epoch that also beats the start, which is kept otherwise.
-          const best = e.best && v !== undefined && v.infomax < before.infomax;
-          inner.epoch({ ...e, best, ...(withLabels ? {} : { tasks: {} }) });
-          if (v) inner.log(`  ${name}: validation infomax ${v.infomax.toFixed(4)} (entropy ${v.entropy.toFixed(4)}, of the mean ${v.marginalEntropy.toFixed(4)}), order [${e.tasks[name]?.order ?? ''}]`);
-        },
-      };
-      const lossKind = objective as 'infomax' | 'entropy';
-      loop = await frozenExcept(net, [t.logits], () =>
-        runLoop(net, {
-          tasks: [name],
-          data: new Map([[name, d]]),
-          groups: [{ name: 'order', params: [t.logits], lr: s.orderLr, weightDecay: 0 }],
-          settings: s,
-          reporter,
-          loss: (_task, logits) => objectiveLoss(lossKind, logits),
-          // The loop has just re-estimated the hard statistics on target training images.
-          score: () => {
-            const v = onVal();
-            perEpoch.push(v);
-            return -v.infomax;
-          },
-        }),
-      );
-      t.tau = loop.tau;
-      after = onVal();
-      if (!(after.infomax < before.infomax)) {
-        // No epoch beat the start on the validation objective: keep the start.
-        net.setOrder(name, initialOrder);
-        t.tau = tau0;
-        statistics(tau0, recal.final);
-        after = onVal();
-        keptInitial = true;
-      }
-      history = loop.history.map((h, i) => {
-        const rec = h.tasks[name]!;
-        const { valSoft, valHard, ...rest } = rec;
-        return { ...h, tasks: { [name]: withLabels ? rec : (rest as typeof rec) }, valObjective: perEpoch[i] };
-      });
-    }
+    // Stage 5: the result, with the target's test metrics where labels and test data are given.
     const metrics = withLabels && d.test ? taskMetrics(net, name, d.test, initialOrder) : undefined;
     return {
       task: name,
@@ -319,18 +377,18 @@ export async function adaptTarget(net: CompNet, data: TaskSplits, o: AdaptOption
       sources,
       objective,
       freezeOrder: Boolean(o.freezeOrder) && objective !== 'select',
-      initialisedFrom,
+      initialisedFrom: start.initialisedFrom,
       sourceOrders,
       initialOrder,
       order: net.order(name),
       tau: t.tau,
       before,
-      after,
-      keptInitial,
-      candidates,
-      ...(chosen !== undefined ? { chosen } : {}),
-      ...(loop ? { loop } : {}),
-      history,
+      after: learned?.after ?? before,
+      keptInitial: learned?.keptInitial ?? false,
+      candidates: start.candidates,
+      ...(start.chosen !== undefined ? { chosen: start.chosen } : {}),
+      ...(learned ? { loop: learned.loop } : {}),
+      history: learned?.history ?? [],
       trainable,
       ...(metrics ? { metrics } : {}),
     };

@@ -1,20 +1,23 @@
 /**
  * The training loop every training mode shares: per step, one mini-batch and one forward pass per
- * task (the order depends on the task), losses summed, one optimizer step; temperature annealing
- * and cosine learning-rate decay; validation each epoch under the re-calibrated hard order; the
- * best epoch after annealing kept. Modes (multitask, transfer, adapt) differ only in what they train and how.
+ * task (the order depends on the task), losses summed, one optimizer step (`trainStep`, step.ts),
+ * each at its place in the schedules (temperature annealing, learning-rate decay); validation
+ * each epoch under the soft mixture and the re-calibrated hard order; the best epoch after
+ * annealing kept. Modes (multitask, transfer, adapt) differ only in what they train and how.
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { tensor, labels as labelTensor, tidy, crossEntropy, rowEntropyFromLogits, Optimizer, type OptimizerKind, type ParamGroup, type Tensor } from '../torch/index.js';
+import { tensor, labels as labelTensor, crossEntropy, Optimizer, type ParamGroup, type Tensor } from '../torch/index.js';
 import type { CompNet } from '../model/network.js';
 import { Order } from '../model/order.js';
 import type { OrderMode } from '../model/types.js';
 import { batches, type Batch, type Dataset } from '../data/dataset.js';
 import { Rng } from '../data/rng.js';
-import { temperature, lrMultiplier, type LrSchedule } from './schedule.js';
+import type { TrainConfig } from '../data/config.js';
+import { temperature, lrMultiplier } from './schedule.js';
 import { evaluate, recalibrate } from './evaluate.js';
 import { Snapshot } from './snapshot.js';
 import { silentReporter, type Reporter, type EpochLine } from './progress.js';
+import { trainStep } from './step.js';
 
 /** A task's data splits for training. */
 export interface TaskSplits {
@@ -23,41 +26,19 @@ export interface TaskSplits {
   test?: Dataset;
 }
 
-/** Hyper-parameters of the loop (the `train` section of a config). */
-export interface LoopSettings {
-  epochs: number;
-  batchSize: number;
-  tauStart: number;
-  tauMin: number;
-  annealFraction: number;
-  entropyWeight: number;
-  /**
-   * Fraction of training after which steps select blocks straight-through (hard forward, softmax
-   * gradient): 0 = always, 1 = never. Soft mixing early lets orders move; hard selection late
-   * makes the blocks adapt to the order that is evaluated, so hard and soft agree at the end.
-   */
-  straightThroughFrom: number;
-  seed: number;
-  taskWeights?: Record<string, number>;
-  optimizer: OptimizerKind;
-  /**
-   * How every group's learning rate decays over training: `cosine` (to 5 %, the default) or
-   * `exponential`, the authors' RMSprop schedule (`x 0.99` every 1,500 steps, continuously).
-   */
-  lrSchedule?: LrSchedule;
-  /** Label smoothing of the default cross-entropy loss (0: none). */
-  labelSmoothing?: number;
-  /** Steps per epoch (default: enough for the largest task's training set). */
-  stepsPerEpoch?: number;
-  /**
-   * Least number of optimizer steps: the epochs are raised until epochs × steps per epoch reach
-   * it. An epoch budget alone starves a small dataset (300 images at batch 64 make 15 steps in
-   * 3 epochs), too few for a new head or order to fit.
-   */
-  minSteps?: number;
-  /** Batches used to re-estimate hard-order batch-norm statistics at validation / at the end. */
-  recalibrationBatches?: { epoch: number; final: number };
-}
+/**
+ * Hyper-parameters of the loop: the fields of a `train` section that it reads, typed from the
+ * config's schema (`TrainSchema` in data/config.ts, which documents them), so the two cannot
+ * disagree; `lrSchedule` and `labelSmoothing` may be left out (`cosine`, 0), and two fields are the
+ * loop's alone.
+ */
+export type LoopSettings = Pick<TrainConfig, 'epochs' | 'batchSize' | 'tauStart' | 'tauMin' | 'annealFraction' | 'entropyWeight' | 'straightThroughFrom' | 'seed' | 'optimizer' | 'taskWeights' | 'minSteps'> &
+  Partial<Pick<TrainConfig, 'lrSchedule' | 'labelSmoothing'>> & {
+    /** Steps per epoch (default: enough for the largest task's training set). */
+    stepsPerEpoch?: number;
+    /** Batches used to re-estimate hard-order batch-norm statistics at validation / at the end. */
+    recalibrationBatches?: { epoch: number; final: number };
+  };
 
 /**
  * A custom per-task loss (e.g. unsupervised objectives): gets the logits and the batch, returns
@@ -138,88 +119,121 @@ function epochTau(s: LoopSettings, epoch: number): number {
   return temperature(epoch / s.epochs, s.tauStart, s.tauMin, s.annealFraction);
 }
 
+/** What the epochs of one run share, resolved once at its start. */
+interface Run {
+  /** The settings, with `epochs` raised to reach `minSteps`. */
+  s: LoopSettings;
+  stepsPerEpoch: number;
+  /** Steps of the whole run. */
+  total: number;
+  opt: Optimizer;
+  /** Each group's learning rate before decay. */
+  baseLr: number[];
+  loss: TaskLoss;
+  reporter: Reporter;
+}
+
+/** The settings with `epochs` raised until the run makes `minSteps` steps, and the steps per epoch. */
+function resolveSettings(spec: LoopSpec): { s: LoopSettings; stepsPerEpoch: number } {
+  const { batchSize, minSteps = 1 } = spec.settings;
+  const stepsPerEpoch = spec.settings.stepsPerEpoch ?? Math.max(...spec.tasks.map((t) => Math.ceil(spec.data.get(t)!.train.n / batchSize)));
+  return { s: { ...spec.settings, epochs: Math.max(spec.settings.epochs, Math.ceil(minSteps / stepsPerEpoch)) }, stepsPerEpoch };
+}
+
+/** The default loss: cross-entropy on the batch's labels, with the settings' label smoothing. */
+function crossEntropyLoss(s: LoopSettings): TaskLoss {
+  const smoothing = { labelSmoothing: s.labelSmoothing ?? 0 };
+  return (_t, logits, b) => crossEntropy(logits, labelTensor(b.labels), smoothing);
+}
+
+/** The default score of an epoch: mean validation accuracy under the model's evaluation mode. */
+function meanAccuracy(soft: boolean): NonNullable<LoopSpec['score']> {
+  return (r) => Object.values(r).reduce((a, v) => a + (soft ? v.valSoft : v.valHard), 0) / Object.keys(r).length;
+}
+
+/** The state of a run that starts at the first epoch. */
+function freshState(net: CompNet, tasks: string[]): LoopState {
+  return { epoch: 0, bestEpoch: 0, bestScore: -Infinity, history: [], initialOrders: Object.fromEntries(tasks.map((t) => [t, Array.from(net.order(t).logits)])) };
+}
+
+/**
+ * One epoch's steps, each at its place in the schedules (temperature, learning rate, soft or
+ * straight-through selection); returns the sum of the steps' losses and the last step's temperature.
+ */
+async function trainEpoch(net: CompNet, spec: LoopSpec, r: Run, epoch: number): Promise<{ lossSum: number; tau: number }> {
+  const { s, stepsPerEpoch } = r;
+  const streams = spec.tasks.map((t, i) => taskStream(spec.data.get(t)!.train, s.batchSize, epochSeed(s.seed, epoch, i)));
+  let lossSum = 0;
+  let tau = 1;
+  for (let step = 1; step <= stepsPerEpoch; step++) {
+    const at = (epoch - 1) * stepsPerEpoch + step - 1;
+    const p = at / r.total;
+    tau = temperature(p, s.tauStart, s.tauMin, s.annealFraction);
+    const decay = lrMultiplier(s.lrSchedule ?? 'cosine', p, at);
+    const mode: OrderMode = p >= s.straightThroughFrom ? 'straight-through' : 'soft';
+    r.baseLr.forEach((lr, g) => r.opt.setLr(g, lr * decay));
+    lossSum += trainStep(net, {
+      tasks: spec.tasks,
+      batch: (task, i) => {
+        const b = streams[i]!.next().value as Batch;
+        const ds = spec.data.get(task)!.train;
+        return { x: tensor(b.images, [b.n, ds.size, ds.size, ds.channels]).to(net.dtype), loss: (logits) => r.loss(task, logits, b) };
+      },
+      optimizer: r.opt,
+      mode,
+      tau,
+      entropyWeight: s.entropyWeight,
+      taskWeights: s.taskWeights,
+      diverged: (task, value) =>
+        new Error(
+          `training diverged: task '${task}' has loss ${value} at epoch ${epoch}, step ${step}; nothing was saved over the last good checkpoint. ` +
+            `Lower train.lr (now ${spec.groups.map((g) => `${g.name} ${g.lr}`).join(', ')})${s.entropyWeight ? ` or train.entropyWeight (now ${s.entropyWeight})` : ''}, or check the task's images`,
+        ),
+    });
+    spec.afterStep?.({ epoch, step, lrScale: decay, mode, tau });
+    r.reporter.step({ epoch, step, stepsPerEpoch, loss: lossSum / step, tau });
+    await yieldToEventLoop(); // lets the progress bar draw and signals arrive
+  }
+  return { lossSum, tau };
+}
+
+/** Validation: the soft mixture at temperature `tau`, and the hard order, each after re-estimating its statistics. */
+function validate(net: CompNet, spec: LoopSpec, tau: number, maxBatches: number, seed: number): EpochRecord['tasks'] {
+  const perTask: EpochRecord['tasks'] = {};
+  for (const task of spec.tasks) {
+    const d = spec.data.get(task)!;
+    recalibrate(net, task, d.train, { mode: 'soft', tau, maxBatches, seed });
+    const valSoft = evaluate(net, task, d.val, { mode: 'soft', tau }).accuracy;
+    recalibrate(net, task, d.train, { mode: 'hard', maxBatches, seed });
+    const valHard = evaluate(net, task, d.val, { mode: 'hard' }).accuracy;
+    const order = net.order(task);
+    perTask[task] = { valSoft, valHard, entropy: order.meanEntropy(tau), order: order.toString(), logits: Array.from(order.logits) };
+  }
+  return perTask;
+}
+
 /** Runs the loop; leaves the network at its best epoch with hard statistics re-estimated. */
 export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult> {
-  const reporter = spec.reporter ?? silentReporter;
   for (const t of spec.tasks) {
     net.task(t);
     if (!spec.data.has(t)) throw new Error(`no data for task '${t}'`);
   }
-  const { batchSize, minSteps = 1 } = spec.settings;
-  const stepsPerEpoch = spec.settings.stepsPerEpoch ?? Math.max(...spec.tasks.map((t) => Math.ceil(spec.data.get(t)!.train.n / batchSize)));
-  const s: LoopSettings = { ...spec.settings, epochs: Math.max(spec.settings.epochs, Math.ceil(minSteps / stepsPerEpoch)) };
-  const total = s.epochs * stepsPerEpoch;
+  const { s, stepsPerEpoch } = resolveSettings(spec);
   const opt = new Optimizer(spec.groups, { kind: s.optimizer });
-  const baseLr = spec.groups.map((g) => g.lr);
-  const state: LoopState = spec.resume?.state ?? {
-    epoch: 0,
-    bestEpoch: 0,
-    bestScore: -Infinity,
-    history: [],
-    initialOrders: Object.fromEntries(spec.tasks.map((t) => [t, Array.from(net.order(t).logits)])),
-  };
+  const r: Run = { s, stepsPerEpoch, total: s.epochs * stepsPerEpoch, opt, baseLr: spec.groups.map((g) => g.lr), loss: spec.loss ?? crossEntropyLoss(s), reporter: spec.reporter ?? silentReporter };
+  const state: LoopState = spec.resume?.state ?? freshState(net, spec.tasks);
   if (spec.resume?.optimizerState) opt.loadState(spec.resume.optimizerState);
   state.optimizer = () => opt.state();
   const recal = s.recalibrationBatches ?? { epoch: 10, final: 50 };
-  const soft = net.evalMode === 'soft';
-  const score = spec.score ?? ((r) => Object.values(r).reduce((a, v) => a + (soft ? v.valSoft : v.valHard), 0) / Object.keys(r).length);
-  const smoothing = { labelSmoothing: s.labelSmoothing ?? 0 };
-  const lossFn: TaskLoss = spec.loss ?? ((_t, logits, b) => crossEntropy(logits, labelTensor(b.labels), smoothing));
+  const score = spec.score ?? meanAccuracy(net.evalMode === 'soft');
   let best: Snapshot | undefined = spec.resume?.best ? new Snapshot(spec.resume.best) : undefined;
-  reporter.begin({ epochs: s.epochs, stepsPerEpoch, tasks: spec.tasks, startEpoch: state.epoch + 1 });
+  r.reporter.begin({ epochs: s.epochs, stepsPerEpoch, tasks: spec.tasks, startEpoch: state.epoch + 1 });
 
   try {
     for (let epoch = state.epoch + 1; epoch <= s.epochs; epoch++) {
       const t0 = performance.now();
-      const streams = spec.tasks.map((t, i) => taskStream(spec.data.get(t)!.train, s.batchSize, epochSeed(s.seed, epoch, i)));
-      let lossSum = 0;
-      let tau = 1;
-      for (let step = 1; step <= stepsPerEpoch; step++) {
-        const p = ((epoch - 1) * stepsPerEpoch + step - 1) / total;
-        tau = temperature(p, s.tauStart, s.tauMin, s.annealFraction);
-        const decay = lrMultiplier(s.lrSchedule ?? 'cosine', p, (epoch - 1) * stepsPerEpoch + step - 1);
-        const mode: OrderMode = p >= s.straightThroughFrom ? 'straight-through' : 'soft';
-        baseLr.forEach((lr, g) => opt.setLr(g, lr * decay));
-        let stepLoss = 0;
-        spec.tasks.forEach((task, i) => {
-          const b = streams[i]!.next().value as Batch;
-          const ds = spec.data.get(task)!.train;
-          stepLoss += tidy(() => {
-            const x = tensor(b.images, [b.n, ds.size, ds.size, ds.channels]).to(net.dtype);
-            const logits = net.forward(task, x, { mode, tau, training: true });
-            let loss = lossFn(task, logits, b).mul(s.taskWeights?.[task] ?? 1);
-            const value = loss.item();
-            if (!Number.isFinite(value))
-              throw new Error(
-                `training diverged: task '${task}' has loss ${value} at epoch ${epoch}, step ${step}; nothing was saved over the last good checkpoint. ` +
-                  `Lower train.lr (now ${spec.groups.map((g) => `${g.name} ${g.lr}`).join(', ')})${s.entropyWeight ? ` or train.entropyWeight (now ${s.entropyWeight})` : ''}, or check the task's images`,
-              );
-            if (s.entropyWeight !== 0) {
-              const A = net.task(task).logits;
-              loss = loss.add(rowEntropyFromLogits(A.div(tau), 1).mean().mul(s.entropyWeight));
-            }
-            loss.backward();
-            return value;
-          });
-        });
-        opt.step();
-        opt.zeroGrad();
-        spec.afterStep?.({ epoch, step, lrScale: decay, mode, tau });
-        lossSum += stepLoss;
-        reporter.step({ epoch, step, stepsPerEpoch, loss: lossSum / step, tau });
-        await yieldToEventLoop(); // lets the progress bar draw and signals arrive
-      }
-      // Validation: soft mixture at the current temperature, hard order after re-estimating its statistics.
-      const perTask: EpochRecord['tasks'] = {};
-      for (const task of spec.tasks) {
-        const d = spec.data.get(task)!;
-        recalibrate(net, task, d.train, { mode: 'soft', tau, maxBatches: recal.epoch, seed: s.seed });
-        const valSoft = evaluate(net, task, d.val, { mode: 'soft', tau }).accuracy;
-        recalibrate(net, task, d.train, { mode: 'hard', maxBatches: recal.epoch, seed: s.seed });
-        const valHard = evaluate(net, task, d.val, { mode: 'hard' }).accuracy;
-        const order = net.order(task);
-        perTask[task] = { valSoft, valHard, entropy: order.meanEntropy(tau), order: order.toString(), logits: Array.from(order.logits) };
-      }
+      const { lossSum, tau } = await trainEpoch(net, spec, r, epoch);
+      const perTask = validate(net, spec, tau, recal.epoch, s.seed);
       const sc = score(perTask);
       // Only epochs after annealing may be kept: before it, the order has not hardened yet.
       const annealed = epoch / s.epochs >= s.annealFraction || epoch === s.epochs;
@@ -235,7 +249,7 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
       state.epoch = epoch;
       const line: EpochLine = { epoch, epochs: s.epochs, loss: rec.loss, tau, seconds: rec.seconds, tasks: perTask, best: isBest };
       spec.onEpoch?.(state, isBest); // checkpoint before anything else can fail
-      reporter.epoch(line);
+      r.reporter.epoch(line);
     }
     if (best) best.restore(net);
     const tau = state.bestEpoch > 0 ? state.history.find((h) => h.epoch === state.bestEpoch)!.tau : epochTau(s, s.epochs);
@@ -251,7 +265,7 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
       initialOrders: Object.fromEntries(Object.entries(state.initialOrders).map(([t, l]) => [t, new Order(net.spec.steps, net.spec.blocks, l)])),
     };
   } finally {
-    reporter.end();
+    r.reporter.end();
     best?.dispose();
     opt.dispose();
   }

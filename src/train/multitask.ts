@@ -6,14 +6,12 @@
  * hard orders can move as fast as the blocks adapt to them.
  */
 import type { CompNet } from '../model/network.js';
+import type { TrainConfig } from '../data/config.js';
 import { runLoop, type LoopResult, type LoopSettings, type LoopSpec, type TaskSplits } from './loop.js';
 import { taskMetrics, type TaskMetrics } from './evaluate.js';
 
-export interface MultitaskSettings extends LoopSettings {
-  lr: number;
-  orderLr: number;
-  weightDecay: number;
-}
+/** The loop's settings and the two groups' learning rates and weight decay, typed from the config's schema as `LoopSettings` is. */
+export type MultitaskSettings = LoopSettings & Pick<TrainConfig, 'lr' | 'orderLr' | 'weightDecay'>;
 
 export interface MultitaskResult extends LoopResult {
   /** Final test metrics per task (when test data was given). */
