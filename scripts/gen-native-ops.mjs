@@ -345,7 +345,7 @@ function tsModule({ table, resolve, ops }) {
 // ---- files ---------------------------------------------------------------------------------------
 
 /** The generated files' contents, keyed by path relative to the repository root. */
-export function generate(tableText = readFileSync(join(root, TABLE), 'utf8')) {
+function generate(tableText = readFileSync(join(root, TABLE), 'utf8')) {
   let table;
   try {
     table = JSON.parse(tableText);
@@ -357,7 +357,7 @@ export function generate(tableText = readFileSync(join(root, TABLE), 'utf8')) {
 }
 
 /** The generated files whose contents on disk differ from what the table gives. */
-export function staleFiles(files = generate()) {
+function staleFiles(files = generate()) {
   return Object.entries(files)
     .filter(([path, text]) => !existsSync(join(root, path)) || readFileSync(join(root, path), 'utf8') !== text)
     .map(([path]) => path);

@@ -96,7 +96,7 @@ export function writeFileAtomic(path: string, data: Buffer | string): void {
 }
 
 /** Best-effort fsync of a directory entry table; some platforms (Windows) cannot open directories, which is harmless. */
-export function syncDir(dir: string): void {
+function syncDir(dir: string): void {
   let fd: number | null = null;
   try {
     fd = openSync(dir, 'r');

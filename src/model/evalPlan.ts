@@ -51,7 +51,7 @@ export interface PlanSource {
 }
 
 /** Folds an eval-mode batch norm into the conv weights `w` `[O, ...]` before it. */
-export function foldBatchNorm(w: Tensor, p: BatchNormParams): { weight: Tensor; bias: Tensor } {
+function foldBatchNorm(w: Tensor, p: BatchNormParams): { weight: Tensor; bias: Tensor } {
   return noGrad(() => {
     const folded = tidy(() => {
       const scale = p.weight.div(p.runningVar.add(BN_EPS).sqrt());

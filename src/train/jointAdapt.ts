@@ -38,7 +38,7 @@ import { silentReporter, type Reporter } from './progress.js';
 export type Alignment = 'moments' | 'adversarial';
 
 /** The authors' weights of the two alignment losses. */
-export const ALIGNMENT_WEIGHT: Record<Alignment, number> = { moments: 0.0005, adversarial: 1 };
+const ALIGNMENT_WEIGHT: Record<Alignment, number> = { moments: 0.0005, adversarial: 1 };
 
 export interface JointAdaptOptions {
   /** Name of the new target task. */
