@@ -86,6 +86,18 @@ export interface LoopSpec {
    * and the network as it was at the best epoch so far.
    */
   resume?: { state: LoopState; optimizerState?: Buffer; best?: CompNet };
+  /**
+   * Data parallelism: every step's batch of every task is cut into `count` equal contiguous parts
+   * and this process trains on the parts in `indices` only, one forward and backward pass each
+   * (batch norm normalises over one part), the loss averaged over them. Worker `r` of `W` takes
+   * `{ count: W, indices: [r] }` and averages gradients with the others (`beforeOptimizerStep`);
+   * one process with `{ count: W, indices: [0, …, W-1] }` accumulates the same mean gradient, the
+   * single-process reference of W workers. Cutting the one seeded batch (not giving each worker its
+   * own shuffled shard) is what keeps the batches, and so the result, independent of W.
+   */
+  batchParts?: { count: number; indices: readonly number[] };
+  /** Called after the step's backward passes, before the optimizer step (data parallelism averages gradients here). */
+  beforeOptimizerStep?: (s: { epoch: number; step: number; stepsPerEpoch: number }) => void;
 }
 
 /** What a training run reports per epoch (part of the saved model's history). */
@@ -133,6 +145,15 @@ function* taskStream(ds: Dataset, batchSize: number, seed: number): Generator<Ba
   }
 }
 
+/** Part `index` of `count` equal contiguous parts of a batch (see `LoopSpec.batchParts`). */
+function batchPart(b: Batch, count: number, index: number, what: string): Batch {
+  if (count === 1) return b;
+  if (b.n % count !== 0) throw new Error(`${what}: a batch of ${b.n} cannot be cut into ${count} equal parts (one per worker); make train.batchSize (and every task's training set, if smaller) a multiple of ${count}`);
+  const n = b.n / count;
+  const stride = b.images.length / b.n;
+  return { n, images: b.images.subarray(index * n * stride, (index + 1) * n * stride), labels: b.labels.subarray(index * n, (index + 1) * n) };
+}
+
 /** The temperature at the end of epoch `epoch`. */
 function epochTau(s: LoopSettings, epoch: number): number {
   return temperature(epoch / s.epochs, s.tauStart, s.tauMin, s.annealFraction);
@@ -165,6 +186,9 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
   const score = spec.score ?? ((r) => Object.values(r).reduce((a, v) => a + (soft ? v.valSoft : v.valHard), 0) / Object.keys(r).length);
   const smoothing = { labelSmoothing: s.labelSmoothing ?? 0 };
   const lossFn: TaskLoss = spec.loss ?? ((_t, logits, b) => crossEntropy(logits, labelTensor(b.labels), smoothing));
+  const parts = spec.batchParts ?? { count: 1, indices: [0] };
+  if (!parts.indices.length || parts.indices.some((i) => !Number.isInteger(i) || i < 0 || i >= parts.count))
+    throw new Error(`batchParts: indices ${JSON.stringify(parts.indices)} must be parts of 0..${parts.count - 1}`);
   let best: Snapshot | undefined = spec.resume?.best ? new Snapshot(spec.resume.best) : undefined;
   reporter.begin({ epochs: s.epochs, stepsPerEpoch, tasks: spec.tasks, startEpoch: state.epoch + 1 });
 
@@ -182,13 +206,14 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
         baseLr.forEach((lr, g) => opt.setLr(g, lr * decay));
         let stepLoss = 0;
         spec.tasks.forEach((task, i) => {
-          const b = streams[i]!.next().value as Batch;
+          const whole = streams[i]!.next().value as Batch;
           const ds = spec.data.get(task)!.train;
-          stepLoss += tidy(() => {
+          for (const part of parts.indices) stepLoss += tidy(() => {
+            const b = batchPart(whole, parts.count, part, `task '${task}'`);
             const x = tensor(b.images, [b.n, ds.size, ds.size, ds.channels]).to(net.dtype);
             const logits = net.forward(task, x, { mode, tau, training: true });
             let loss = lossFn(task, logits, b).mul(s.taskWeights?.[task] ?? 1);
-            const value = loss.item();
+            const value = loss.item() / parts.indices.length;
             if (!Number.isFinite(value))
               throw new Error(
                 `training diverged: task '${task}' has loss ${value} at epoch ${epoch}, step ${step}; nothing was saved over the last good checkpoint. ` +
@@ -198,10 +223,11 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
               const A = net.task(task).logits;
               loss = loss.add(rowEntropyFromLogits(A.div(tau), 1).mean().mul(s.entropyWeight));
             }
-            loss.backward();
+            (parts.indices.length > 1 ? loss.div(parts.indices.length) : loss).backward();
             return value;
           });
         });
+        spec.beforeOptimizerStep?.({ epoch, step, stepsPerEpoch });
         opt.step();
         opt.zeroGrad();
         spec.afterStep?.({ epoch, step, lrScale: decay, mode, tau });
