@@ -23,7 +23,7 @@ import type { CompNet } from '../model/network.js';
 import type { LoopSpec } from './loop.js';
 
 /** DDP's default bucket size. */
-export const DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024;
+const DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024;
 
 const BYTES: Record<string, number> = { float32: 4, float64: 8, int64: 8, int32: 4, uint8: 1, bool: 1 };
 
