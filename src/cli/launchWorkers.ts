@@ -3,6 +3,7 @@
  * workers (ranks 0..K-1, master on a free loopback port), each with its share of the threads, and
  * stands for them as one command:
  *  - SIGINT, SIGTERM and SIGHUP are forwarded to every worker, and it then dies of the same signal;
+ *    a worker whose launcher is killed outright stops by itself (bin/compnet's watchdog);
  *  - when one worker fails (exits non-zero or dies), the others are stopped at once rather than
  *    left to notice it at their next collective, and it fails naming that worker;
  *  - it succeeds when all succeed (rank 0 has then saved the model).
@@ -56,7 +57,8 @@ export async function launchWorkers(o: LaunchOptions): Promise<void> {
     await Promise.all(
       Array.from({ length: o.nproc }, (_, rank) => {
         const args = [bin, 'train', ...o.args, '--world-size', String(o.nproc), '--rank', String(rank), '--master', `127.0.0.1:${port}`, '--threads', String(share)];
-        const w = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+        // COMPNET_LAUNCHER_PID: bin/compnet's watchdog then stops the worker if this process dies unforwardably (SIGKILL).
+        const w = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, COMPNET_LAUNCHER_PID: String(process.pid) } });
         workers.push(w);
         return new Promise<void>((resolve) => {
           w.once('error', (e) => {
