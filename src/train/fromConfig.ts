@@ -15,11 +15,10 @@ import { withDirLock } from '../io/lock.js';
 import { Rng } from '../data/rng.js';
 import { trainMultitask, type MultitaskResult, type MultitaskSettings } from './multitask.js';
 import type { LoopState } from './loop.js';
-import type { Reporter } from './progress.js';
+import { silentReporter, type Reporter } from './progress.js';
 import { Checkpoint } from './checkpoint.js';
 import { checkResume, type RunRecord } from './resumeCheck.js';
 import { DataParallel } from './distributed.js';
-import { silentReporter } from './progress.js';
 
 /** Kept here for a while for code that imports it from training; the record lives in `data/record.ts`. */
 export { loadRecordedData, type TaskDataRecord } from '../data/record.js';
@@ -163,13 +162,13 @@ async function trainDataParallel(
   net: CompNet,
   data: Map<string, TaskData>,
   settings: MultitaskSettings,
-  join: GroupOptions,
+  where: GroupOptions,
   o: Parameters<typeof trainMultitask>[3],
 ): Promise<MultitaskResult> {
-  const group = ProcessGroup.join(join);
+  const group = ProcessGroup.join(where);
   try {
     const dp = new DataParallel(group);
-    o?.reporter?.log(`data parallel: ${group.worldSize} workers (Gloo, master ${join.host}:${join.port}); each trains on 1/${group.worldSize} of every batch of ${settings.batchSize}`);
+    o?.reporter?.log(`data parallel: ${group.worldSize} workers (Gloo, master ${where.host}:${where.port}); each trains on 1/${group.worldSize} of every batch of ${settings.batchSize}`);
     dp.checkSameStart(o?.resume?.state.epoch ?? 0);
     dp.broadcastFromMain(net);
     if (o?.resume?.best) dp.broadcastFromMain(o.resume.best);
