@@ -4,8 +4,9 @@
 set -e
 cd "$(dirname "$0")"
 missing=""
+# libgloo-dev: the headers of the Gloo that libtorch's distributed engine (c10d) links, for data-parallel training;
 # chromium: headless browser for the inspect report test; fonts-dejavu-core: the report pictures' font.
-for pkg in libtorch-dev libjemalloc2 chromium fonts-dejavu-core; do
+for pkg in libtorch-dev libgloo-dev libjemalloc2 chromium fonts-dejavu-core; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then

@@ -11,6 +11,7 @@
 #include <torch/version.h>
 
 #include "batch_norm_act.h"
+#include "distributed.h"
 #include "generated/op_structs.h"
 #include "inverted_branch.h"
 #include "inverted_middle.h"

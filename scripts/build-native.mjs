@@ -42,7 +42,7 @@ const versionHeader = loc.include.map((d) => join(d, 'torch/version.h')).find(ex
 if (!versionHeader)
   fail(
     `Looked for torch/version.h under ${loc.include.join(', ')} (${loc.where}).\n` +
-      'Install it with:  apt-get install -y libtorch-dev libjemalloc2\n' +
+      'Install it with:  apt-get install -y libtorch-dev libgloo-dev libjemalloc2\n' +
       'or point LIBTORCH at an unpacked libtorch distribution.',
   );
 const header = readFileSync(versionHeader, 'utf8');
@@ -52,6 +52,10 @@ if (!SUPPORTED.test(version))
   fail(`Found libtorch ${version} at ${versionHeader}; compnet's binding supports ${SUPPORTED.source.replace(/\\/g, '')}x.`);
 const libDir = loc.lib.find((d) => existsSync(join(d, 'libtorch_cpu.so')));
 if (!libDir) fail(`Found headers for libtorch ${version} but no libtorch_cpu.so under ${loc.lib.join(', ') || '(none)'}.`);
+// Data-parallel training (native/distributed.cc) compiles c10d's ProcessGroupGloo, whose header includes gloo's.
+const glooDirs = [...loc.include, '/usr/include'];
+if (!glooDirs.some((d) => existsSync(join(d, 'gloo/rendezvous/store.h'))))
+  fail(`Found libtorch ${version} but not the Gloo headers its distributed engine needs (gloo/rendezvous/store.h under ${glooDirs.join(', ')}).\nInstall them with:  apt-get install -y libgloo-dev`);
 
 // The C++ ABI must match the library's, or linking fails with confusing std::string errors.
 const c10 = readFileSync(realpathSync(join(libDir, 'libc10.so')));

@@ -147,6 +147,19 @@ inline RmspropOptions readRmspropOptions(const Napi::Value& v, const std::string
   return s;
 }
 
+inline DistInitArgs readDistInitArgs(const Napi::Value& v, const std::string& what) {
+  const Napi::Object o = readObject(v, what, {"rank", "worldSize", "masterHost", "masterPort", "timeoutMs", "deviceInterface", "deviceHost"});
+  DistInitArgs s;
+  s.rank = readInt(o.Get("rank"), what + ".rank");
+  s.worldSize = readInt(o.Get("worldSize"), what + ".worldSize");
+  s.masterHost = readString(o.Get("masterHost"), what + ".masterHost");
+  s.masterPort = readInt(o.Get("masterPort"), what + ".masterPort");
+  s.timeoutMs = readInt(o.Get("timeoutMs"), what + ".timeoutMs");
+  s.deviceInterface = readString(o.Get("deviceInterface"), what + ".deviceInterface");
+  s.deviceHost = readString(o.Get("deviceHost"), what + ".deviceHost");
+  return s;
+}
+
 // ---- library facts and global settings -----------------------------------------------------------
 
 // version() -> TorchVersion
@@ -946,6 +959,54 @@ inline Napi::Value op_optLoad(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- data-parallel collectives (c10d, Gloo; native/distributed.cc) -------------------------------
+
+// distInit(args: DistInitArgs) -> void: Joins this process's process group (one per process); fails within the timeout when the master is unreachable, the world sizes disagree or a worker is missing.
+inline Napi::Value op_distInit(const Napi::CallbackInfo& info) {
+  return guarded(info, "distInit", 1, [&]([[maybe_unused]] const Napi::Env& env) -> Napi::Value {
+    DistInitArgs args = readDistInitArgs(info[0], "args");
+    (void)(distInit(args));
+    return env.Undefined();
+  });
+}
+
+// distAllReduceMean(tensors: Tensor[]) -> void: Averages the tensors over the ranks in place: one all-reduce of one flat buffer (a bucket).
+inline Napi::Value op_distAllReduceMean(const Napi::CallbackInfo& info) {
+  return guarded(info, "distAllReduceMean", 1, [&]([[maybe_unused]] const Napi::Env& env) -> Napi::Value {
+    std::vector<at::Tensor> tensors = readArray<at::Tensor>(info[0], "tensors", [](const Napi::Value& e, const std::string& w) { return readTensor(e, w); });
+    at::NoGradGuard noGrad;
+    (void)(distAllReduceMean(tensors));
+    return env.Undefined();
+  });
+}
+
+// distBroadcast(tensors: Tensor[], root: int) -> void: Overwrites the tensors with rank `root`'s in place: one broadcast of one flat buffer.
+inline Napi::Value op_distBroadcast(const Napi::CallbackInfo& info) {
+  return guarded(info, "distBroadcast", 2, [&]([[maybe_unused]] const Napi::Env& env) -> Napi::Value {
+    std::vector<at::Tensor> tensors = readArray<at::Tensor>(info[0], "tensors", [](const Napi::Value& e, const std::string& w) { return readTensor(e, w); });
+    int64_t root = readInt(info[1], "root");
+    at::NoGradGuard noGrad;
+    (void)(distBroadcast(tensors, root));
+    return env.Undefined();
+  });
+}
+
+// distBarrier() -> void: Returns once every rank has reached it.
+inline Napi::Value op_distBarrier(const Napi::CallbackInfo& info) {
+  return guarded(info, "distBarrier", 0, [&]([[maybe_unused]] const Napi::Env& env) -> Napi::Value {
+    (void)(distBarrier());
+    return env.Undefined();
+  });
+}
+
+// distDestroy() -> void: Leaves the process group (none: does nothing).
+inline Napi::Value op_distDestroy(const Napi::CallbackInfo& info) {
+  return guarded(info, "distDestroy", 0, [&]([[maybe_unused]] const Napi::Env& env) -> Napi::Value {
+    (void)(distDestroy());
+    return env.Undefined();
+  });
+}
+
 // The export list: every op of native/ops.json under its name.
 inline void registerOps(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, op_version, "version"));
@@ -1035,6 +1096,11 @@ inline void registerOps(Napi::Env env, Napi::Object exports) {
   exports.Set("optFree", Napi::Function::New(env, op_optFree, "optFree"));
   exports.Set("optSave", Napi::Function::New(env, op_optSave, "optSave"));
   exports.Set("optLoad", Napi::Function::New(env, op_optLoad, "optLoad"));
+  exports.Set("distInit", Napi::Function::New(env, op_distInit, "distInit"));
+  exports.Set("distAllReduceMean", Napi::Function::New(env, op_distAllReduceMean, "distAllReduceMean"));
+  exports.Set("distBroadcast", Napi::Function::New(env, op_distBroadcast, "distBroadcast"));
+  exports.Set("distBarrier", Napi::Function::New(env, op_distBarrier, "distBarrier"));
+  exports.Set("distDestroy", Napi::Function::New(env, op_distDestroy, "distDestroy"));
 }
 
 }  // namespace compnet::binding

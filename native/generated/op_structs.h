@@ -134,4 +134,15 @@ struct RmspropOptions {
   double eps;
 };
 
+// Joining a c10d process group (Gloo over TCP): this worker's rank, the world size, the master's TCP store, the timeout of every wait, and the local Gloo device (an interface name, or an address to bind; both empty: this host's address).
+struct DistInitArgs {
+  int64_t rank;
+  int64_t worldSize;
+  std::string masterHost;
+  int64_t masterPort;
+  int64_t timeoutMs;
+  std::string deviceInterface;
+  std::string deviceHost;
+};
+
 }  // namespace compnet

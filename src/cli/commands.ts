@@ -13,11 +13,14 @@ import { setNumThreads } from '../torch/index.js';
 import { demoConfig } from './demoConfig.js';
 import type { Method } from '../model/types.js';
 import { outputDir } from './output.js';
+import { launchWorkers } from './launchWorkers.js';
+import { parseMaster, type GroupOptions } from '../torch/index.js';
 
 const out = (s = '') => process.stdout.write(s + '\n');
 
-async function train(config: Config, configFile: string, o: { out: string; resume?: boolean }): Promise<void> {
-  const r = await trainFromConfig(config, configFile, { out: o.out, reporter: consoleReporter(process.stderr, viewFor(config.model.method, true)), resume: o.resume });
+async function train(config: Config, configFile: string, o: { out: string; resume?: boolean; threads?: number; distributed?: GroupOptions }): Promise<void> {
+  const r = await trainFromConfig(config, configFile, { out: o.out, reporter: consoleReporter(process.stderr, viewFor(config.model.method, true)), resume: o.resume, threads: o.threads, distributed: o.distributed });
+  if ((o.distributed?.rank ?? 0) !== 0) return r.net.dispose(); // rank 0 reports and saves
   out();
   out(`test accuracy (best epoch ${r.result.bestEpoch}; ${r.net.evalMode === 'soft' ? 'soft = the mixture (the model)' : `soft = mixture at tau ${r.result.tau.toFixed(3)}`}, hard = the hard order${r.net.evalMode === 'hard' ? ' (the model)' : ' (a readout)'}, statistics re-estimated for each)`);
   out(accuracyTable(r.result.metrics));
@@ -38,9 +41,44 @@ export async function demoCommand(o: { out: string; epochs?: number; limit?: num
   await train(config, resolve('demo.json'), o);
 }
 
-export async function trainCommand(o: { config: string; out: string; resume?: boolean }): Promise<void> {
+/** `compnet train`'s options (src/cli/main.ts). */
+export interface TrainCommandOptions {
+  config: string;
+  out: string;
+  resume?: boolean;
+  threads?: number;
+  /** Data parallel on this machine: this many workers. */
+  nproc?: number;
+  /** Data parallel over machines: the worker count, this worker's rank, rank 0's HOST:PORT. */
+  worldSize?: number;
+  rank?: number;
+  master?: string;
+  /** Seconds any wait for the other workers may last. */
+  timeout?: number;
+}
+
+/** The process group to join, from --world-size, --rank and --master (all or none). */
+function groupOptions(o: TrainCommandOptions): GroupOptions | undefined {
+  const given = (['worldSize', 'rank', 'master'] as const).filter((k) => o[k] !== undefined);
+  if (given.length === 0) return undefined;
+  if (given.length < 3) throw new Error('data parallel over machines needs all of --world-size, --rank and --master (every worker: the same --world-size and --master, its own --rank)');
+  if (o.worldSize! < 1) throw new Error(`--world-size: expected at least 1, got ${o.worldSize}`);
+  if (o.rank! >= o.worldSize!) throw new Error(`--rank: expected 0..${o.worldSize! - 1} for --world-size ${o.worldSize}, got ${o.rank}`);
+  return { rank: o.rank!, worldSize: o.worldSize!, ...parseMaster(o.master!), timeoutMs: o.timeout === undefined ? undefined : o.timeout * 1000 };
+}
+
+export async function trainCommand(o: TrainCommandOptions): Promise<void> {
   const config = loadConfigFile(o.config);
-  await train(config, o.config, o);
+  if (o.nproc !== undefined) {
+    if (o.worldSize !== undefined || o.rank !== undefined || o.master !== undefined)
+      throw new Error('--nproc starts the workers of one machine itself; give either --nproc or --world-size, --rank and --master');
+    return launchWorkers({
+      nproc: o.nproc,
+      threads: o.threads ?? config.train.threads,
+      args: ['--config', o.config, '--out', o.out, ...(o.resume ? ['--resume'] : []), ...(o.timeout === undefined ? [] : ['--timeout', String(o.timeout)])],
+    });
+  }
+  await train(config, o.config, { ...o, distributed: groupOptions(o) });
 }
 
 /** Kept here for a while for code that imports it from the CLI; it lives in `train/evalModel.ts`. */

@@ -37,6 +37,12 @@ program
   .requiredOption('-c, --config <file>', 'config file')
   .option('-o, --out <dir>', 'where to save the model', 'compnet-model')
   .option('--resume', 'continue from <out>/checkpoint after an interruption')
+  .option('--threads <n>', "intra-op threads (default: the config's train.threads; with --nproc, shared among the workers)", int('--threads'))
+  .option('--nproc <k>', 'data parallel on this machine: k workers, each training on 1/k of every batch (gradients averaged over Gloo on loopback)', int('--nproc'))
+  .option('--world-size <w>', 'data parallel over machines: the number of workers in all (start one per machine, each with its --rank)', int('--world-size'))
+  .option('--rank <r>', 'data parallel over machines: this worker, 0..w-1 (rank 0 serves the rendezvous, writes checkpoints and saves the model)', int('--rank'))
+  .option('--master <host:port>', "data parallel over machines: rank 0's address and a free port there, the same for every worker (Gloo's interface: $GLOO_SOCKET_IFNAME)")
+  .option('--timeout <s>', 'data parallel: seconds any wait for the other workers may last before every worker fails (default 60)', int('--timeout'))
   .action((o) => trainCommand(o));
 
 program

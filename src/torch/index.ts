@@ -4,3 +4,4 @@ export * from './nn.js';
 export * from './optim.js';
 export * from './frozen.js';
 export * from './profile.js';
+export * from './distributed.js';

@@ -114,6 +114,17 @@ export interface RmspropOptions {
   eps: number;
 }
 
+/** Joining a c10d process group (Gloo over TCP): this worker's rank, the world size, the master's TCP store, the timeout of every wait, and the local Gloo device (an interface name, or an address to bind; both empty: this host's address). */
+export interface DistInitArgs {
+  rank: number;
+  worldSize: number;
+  masterHost: string;
+  masterPort: number;
+  timeoutMs: number;
+  deviceInterface: string;
+  deviceHost: string;
+}
+
 /** The native binding: one method per op of native/ops.json. */
 export interface NativeTorch {
   // ---- library facts and global settings
@@ -386,6 +397,32 @@ export interface NativeTorch {
    * C++: `compnet::binding::optLoad` (native/compnet_torch.cc)
    */
   optLoad(opt: OptimizerHandle, state: Buffer): void;
+  // ---- data-parallel collectives (c10d, Gloo; native/distributed.cc)
+  /**
+   * Joins this process's process group (one per process); fails within the timeout when the master is unreachable, the world sizes disagree or a worker is missing.
+   * C++: `compnet::binding::distInit` (native/compnet_torch.cc)
+   */
+  distInit(args: DistInitArgs): void;
+  /**
+   * Averages the tensors over the ranks in place: one all-reduce of one flat buffer (a bucket).
+   * C++: `compnet::binding::distAllReduceMean` (native/compnet_torch.cc)
+   */
+  distAllReduceMean(tensors: readonly Handle[]): void;
+  /**
+   * Overwrites the tensors with rank `root`'s in place: one broadcast of one flat buffer.
+   * C++: `compnet::binding::distBroadcast` (native/compnet_torch.cc)
+   */
+  distBroadcast(tensors: readonly Handle[], root: number): void;
+  /**
+   * Returns once every rank has reached it.
+   * C++: `compnet::binding::distBarrier` (native/compnet_torch.cc)
+   */
+  distBarrier(): void;
+  /**
+   * Leaves the process group (none: does nothing).
+   * C++: `compnet::binding::distDestroy` (native/compnet_torch.cc)
+   */
+  distDestroy(): void;
 }
 
 /** Every op name, to check that a loaded binding was built from this table. */
@@ -477,4 +514,9 @@ export const nativeOpNames: readonly (keyof NativeTorch)[] = [
   'optFree',
   'optSave',
   'optLoad',
+  'distInit',
+  'distAllReduceMean',
+  'distBroadcast',
+  'distBarrier',
+  'distDestroy',
 ];

@@ -67,6 +67,18 @@ export interface LoopSpec {
    * and the network as it was at the best epoch so far.
    */
   resume?: { state: LoopState; optimizerState?: Buffer; best?: CompNet };
+  /**
+   * Data parallelism: every step's batch of every task is cut into `count` equal contiguous parts
+   * and this process trains on the parts in `indices` only, one forward and backward pass each
+   * (batch norm normalises over one part), the loss averaged over them. Worker `r` of `W` takes
+   * `{ count: W, indices: [r] }` and averages gradients with the others (`beforeOptimizerStep`);
+   * one process with `{ count: W, indices: [0, …, W-1] }` accumulates the same mean gradient, the
+   * single-process reference of W workers. Cutting the one seeded batch (not giving each worker its
+   * own shuffled shard) is what keeps the batches, and so the result, independent of W.
+   */
+  batchParts?: { count: number; indices: readonly number[] };
+  /** Called after the step's backward passes, before the optimizer step (data parallelism averages gradients here). */
+  beforeOptimizerStep?: (s: { epoch: number; step: number; stepsPerEpoch: number }) => void;
 }
 
 /** What a training run reports per epoch (part of the saved model's history). */
@@ -112,6 +124,23 @@ function* taskStream(ds: Dataset, batchSize: number, seed: number): Generator<Ba
     }
     if (!any) throw new Error(`dataset '${ds.name}' has no examples`);
   }
+}
+
+/** The parts of every batch this process trains on (all of it by default), checked. */
+function batchPartsOf(spec: LoopSpec): { count: number; indices: readonly number[] } {
+  const parts = spec.batchParts ?? { count: 1, indices: [0] };
+  if (!parts.indices.length || parts.indices.some((i) => !Number.isInteger(i) || i < 0 || i >= parts.count))
+    throw new Error(`batchParts: indices ${JSON.stringify(parts.indices)} must be parts of 0..${parts.count - 1}`);
+  return parts;
+}
+
+/** Part `index` of `count` equal contiguous parts of a batch (see `LoopSpec.batchParts`). */
+function batchPart(b: Batch, count: number, index: number, what: string): Batch {
+  if (count === 1) return b;
+  if (b.n % count !== 0) throw new Error(`${what}: a batch of ${b.n} cannot be cut into ${count} equal parts (one per worker); make train.batchSize (and every task's training set, if smaller) a multiple of ${count}`);
+  const n = b.n / count;
+  const stride = b.images.length / b.n;
+  return { n, images: b.images.subarray(index * n * stride, (index + 1) * n * stride), labels: b.labels.subarray(index * n, (index + 1) * n) };
 }
 
 /** The temperature at the end of epoch `epoch`. */
@@ -163,6 +192,7 @@ function freshState(net: CompNet, tasks: string[]): LoopState {
 async function trainEpoch(net: CompNet, spec: LoopSpec, r: Run, epoch: number): Promise<{ lossSum: number; tau: number }> {
   const { s, stepsPerEpoch } = r;
   const streams = spec.tasks.map((t, i) => taskStream(spec.data.get(t)!.train, s.batchSize, epochSeed(s.seed, epoch, i)));
+  const parts = batchPartsOf(spec);
   let lossSum = 0;
   let tau = 1;
   for (let step = 1; step <= stepsPerEpoch; step++) {
@@ -175,10 +205,15 @@ async function trainEpoch(net: CompNet, spec: LoopSpec, r: Run, epoch: number): 
     lossSum += trainStep(net, {
       tasks: spec.tasks,
       batch: (task, i) => {
-        const b = streams[i]!.next().value as Batch;
+        const whole = streams[i]!.next().value as Batch;
         const ds = spec.data.get(task)!.train;
-        return { x: tensor(b.images, [b.n, ds.size, ds.size, ds.channels]).to(net.dtype), loss: (logits) => r.loss(task, logits, b) };
+        // This worker's parts of the batch (all of it in one process; see `LoopSpec.batchParts`).
+        return parts.indices.map((part) => {
+          const b = parts.count === 1 ? whole : batchPart(whole, parts.count, part, `task '${task}'`);
+          return { x: tensor(b.images, [b.n, ds.size, ds.size, ds.channels]).to(net.dtype), loss: (logits: Tensor) => r.loss(task, logits, b) };
+        });
       },
+      beforeUpdate: spec.beforeOptimizerStep && (() => spec.beforeOptimizerStep!({ epoch, step, stepsPerEpoch })),
       optimizer: r.opt,
       mode,
       tau,
@@ -226,6 +261,7 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
   state.optimizer = () => opt.state();
   const recal = s.recalibrationBatches ?? { epoch: 10, final: 50 };
   const score = spec.score ?? meanAccuracy(net.evalMode === 'soft');
+  batchPartsOf(spec); // checked before any training
   let best: Snapshot | undefined = spec.resume?.best ? new Snapshot(spec.resume.best) : undefined;
   r.reporter.begin({ epochs: s.epochs, stepsPerEpoch, tasks: spec.tasks, startEpoch: state.epoch + 1 });
 

@@ -22,7 +22,7 @@ export async function trainMultitask(
   net: CompNet,
   data: Map<string, TaskSplits>,
   settings: MultitaskSettings,
-  o: Pick<LoopSpec, 'reporter' | 'onEpoch' | 'resume'> & { tasks?: string[] } = {},
+  o: Pick<LoopSpec, 'reporter' | 'onEpoch' | 'resume' | 'batchParts' | 'beforeOptimizerStep'> & { tasks?: string[] } = {},
 ): Promise<MultitaskResult> {
   const tasks = o.tasks ?? net.taskNames;
   const heads = new Set(tasks.map((t) => net.task(t).info.head));

@@ -20,10 +20,13 @@ export interface StepBatch {
 export interface StepSpec {
   tasks: readonly string[];
   /**
-   * Task `i`'s batch. Called inside the task's scope, so the tensors it makes are freed when the
-   * task's backward has run.
+   * Task `i`'s batch, or its parts (a data-parallel worker's share, run one after the other, their
+   * mean loss back-propagated). Called inside the task's scope, so the tensors it makes are freed
+   * when the task's backward has run.
    */
-  batch: (task: string, i: number) => StepBatch;
+  batch: (task: string, i: number) => StepBatch | StepBatch[];
+  /** Called after every task's backward pass and before the optimizer step (data-parallel training averages gradients here). */
+  beforeUpdate?: () => void;
   optimizer: Optimizer;
   mode: OrderMode;
   tau: number;
@@ -48,16 +51,22 @@ export function trainStep(net: CompNet, s: StepSpec): number {
   let loss = 0;
   s.tasks.forEach((task, i) => {
     loss += tidy(() => {
-      const b = s.batch(task, i);
-      const logits = net.forward(task, b.x, { mode: s.mode, tau: s.tau, training: true });
-      let l = b.loss(logits).mul(s.taskWeights?.[task] ?? 1);
-      const value = l.item();
-      if (!Number.isFinite(value)) throw (s.diverged ?? divergedHere)(task, value);
-      if (s.entropyWeight !== 0) l = l.add(rowEntropyFromLogits(net.task(task).logits.div(s.tau), 1).mean().mul(s.entropyWeight));
-      l.backward();
-      return value;
+      const parts = [s.batch(task, i)].flat();
+      let sum = 0;
+      for (const b of parts)
+        sum += tidy(() => {
+          const logits = net.forward(task, b.x, { mode: s.mode, tau: s.tau, training: true });
+          let l = b.loss(logits).mul(s.taskWeights?.[task] ?? 1);
+          const value = l.item() / parts.length;
+          if (!Number.isFinite(value)) throw (s.diverged ?? divergedHere)(task, value);
+          if (s.entropyWeight !== 0) l = l.add(rowEntropyFromLogits(net.task(task).logits.div(s.tau), 1).mean().mul(s.entropyWeight));
+          (parts.length > 1 ? l.div(parts.length) : l).backward();
+          return value;
+        });
+      return sum;
     });
   });
+  s.beforeUpdate?.();
   s.optimizer.step();
   s.optimizer.zeroGrad();
   return loss;
