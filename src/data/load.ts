@@ -23,6 +23,7 @@ import { readIdxPair } from './idx.js';
 import { pickImages, readImageFolder, type LabelledImages } from './images.js';
 import { toTensorData, channelStats, normalize, type ChannelStats } from './preprocess.js';
 import { classSelection, splitIndices, type Dataset } from './dataset.js';
+import { LIMITS } from './limits.js';
 
 /** A task's three splits and the standardisation applied to them (mean 0 / std 1 when `normalize` is off). */
 export interface TaskData {
@@ -115,6 +116,7 @@ export function loadTaskData(task: TaskConfig, configDir: string, opts: LoadOpti
   const [trainPos, valPos] = splitIndices(pool.length, { fractions: [1 - task.validation, task.validation] }, opts.seed ^ SEED_VAL_SPLIT);
   const size = task.inputSize ?? opts.inputSize;
   const ch = opts.inputChannels;
+  checkSplits(task, pool.length, trainPos.length, valPos.length, testIdx.length, size, ch);
   const mk = (split: string, set: LabelledImages, idx: Int32Array) => build(`${task.name}/${split}`, set, idx, sel.map, sel.classNames, size, ch, task.fit);
   const train = mk('train', rawTrain, gather(pool, trainPos));
   const val = mk('val', rawTrain, gather(pool, valPos));
@@ -122,6 +124,23 @@ export function loadTaskData(task: TaskConfig, configDir: string, opts: LoadOpti
   const stats: ChannelStats = task.normalize ? channelStats(train.images, ch) : { mean: new Array(ch).fill(0), std: new Array(ch).fill(1) };
   if (task.normalize) for (const ds of [train, val, test]) normalize(ds.images, ch, stats);
   return { train, val, test, stats };
+}
+
+/**
+ * Refuses splits that would make a result meaningless: an empty train or test set (accuracy on
+ * nothing prints as 0 %), a validation fraction that leaves no validation example (the "best"
+ * epoch would be picked on nothing; `validation: 0` says so explicitly and keeps the last epoch),
+ * and data that would not fit in memory once preprocessed to float32.
+ */
+function checkSplits(task: TaskConfig, pool: number, train: number, val: number, test: number, size: number, channels: number): void {
+  const t = `task "${task.name}"`;
+  if (train === 0) throw new Error(`${t}: validation ${task.validation} of ${pool} training examples leaves no training example; lower validation or add data`);
+  if (task.validation > 0 && val === 0)
+    throw new Error(`${t}: validation ${task.validation} of ${pool} training examples is an empty validation set; raise validation, or set it to 0 to train on everything and keep the last epoch`);
+  if (test === 0) throw new Error(`${t}: the test set is empty after class selection and limit.test (check the source's test data, classes and limit)`);
+  const bytes = (pool + test) * size * size * channels * 4;
+  if (bytes > LIMITS.datasetBytes)
+    throw new Error(`${t}: ${pool + test} images at inputSize ${size} would take ${(bytes / 2 ** 30).toFixed(1)} GiB as float32, more than the limit of ${LIMITS.datasetBytes / 2 ** 30} GiB; lower inputSize or set limit.train / limit.test`);
 }
 
 /** Load every task of a config; `configFile` is the config's path (relative data paths resolve against its folder). */
