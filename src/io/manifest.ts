@@ -197,6 +197,7 @@ export function validateManifest(json: unknown, path: string): Manifest {
   if (!json || typeof json !== 'object' || Array.isArray(json)) throw bad('(root)', 'must be an object');
   const raw = json as Record<string, unknown>;
   if (raw.format !== FORMAT) throw bad('format', `must be "${FORMAT}", got ${JSON.stringify(raw.format)}`);
+  if (raw.formatVersion === undefined) throw bad('formatVersion', `is missing (expected ${READABLE_VERSIONS.join(' or ')})`);
   if (!(READABLE_VERSIONS as readonly unknown[]).includes(raw.formatVersion))
     throw new Error(`${path}: format version ${JSON.stringify(raw.formatVersion)} is not supported by this compnet (it reads versions ${READABLE_VERSIONS.join(' and ')}); use the compnet that saved the model`);
   const r = ManifestSchema.safeParse(raw, { error: typeError });

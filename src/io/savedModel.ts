@@ -59,7 +59,25 @@ const safeName = (n: string) => n.replace(/[^A-Za-z0-9_.-]/g, '_');
  * in, so `dir` holds the old model or the new one whatever the kill point (see `replaceDir`).
  */
 export function saveModel(net: CompNet, dir: string, given: SaveInfo = {}): Manifest {
+  assertFinite(net, dir);
   return replaceDir(dir, (tmp) => writeModelFiles(net, tmp, given));
+}
+
+/**
+ * Refuses to save a model holding NaN or infinite values (a diverged run): such a model could
+ * not be loaded again, and saving it would replace the good model in `dir`. Checked before
+ * anything is written.
+ */
+function assertFinite(net: CompNet, dir: string): void {
+  const st = net.state();
+  const parts: [string, Record<string, Tensor>][] = [['shared', st.shared], ...Object.entries(st.tasks).map(([k, v]) => [`task '${k}'`, v] as [string, Record<string, Tensor>]), ...Object.entries(st.heads).map(([k, v]) => [`head '${k}'`, v] as [string, Record<string, Tensor>])];
+  for (const [part, ts] of parts)
+    for (const [name, t] of Object.entries(ts)) {
+      if (t.dtype !== 'float32' && t.dtype !== 'float64') continue;
+      const d = t.data() as Float32Array | Float64Array;
+      for (let i = 0; i < d.length; i++)
+        if (!Number.isFinite(d[i]!)) throw new Error(`${dir}: not saved: ${part} tensor '${name}' holds ${d[i]} (training diverged?); the model already in ${dir}, if any, is unchanged`);
+    }
 }
 
 /** Writes a model's files into `dir`, the manifest last. */
