@@ -18,14 +18,15 @@ export interface ReadOptions {
 }
 
 /** What an `open(2)` error means for the user, by code. */
-function openError(path: string, err: NodeJS.ErrnoException): Error {
+function openError(path: string, err: NodeJS.ErrnoException, noFollow = false): Error {
   switch (err.code) {
     case 'ENOENT':
       return new Error(`no such file: ${path}`);
     case 'EISDIR':
       return new Error(`${path}: is a folder, expected a file`);
     case 'ELOOP':
-      return new Error(`${path}: is a symbolic link${err.syscall === 'open' ? ' (refused here, or a link loop)' : ' loop'}`);
+      // With O_NOFOLLOW the kernel says ELOOP for any link; without it, only for a loop.
+      return new Error(noFollow ? `${path}: is a symbolic link; only regular files are read here` : `${path}: is a symbolic link loop`);
     case 'EACCES':
       return new Error(`${path}: permission denied`);
     default:
@@ -44,7 +45,7 @@ export function readFileNamed(path: string, o: ReadOptions = {}): Buffer {
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | (o.noFollow ? constants.O_NOFOLLOW : 0));
   } catch (err) {
-    throw openError(path, err as NodeJS.ErrnoException);
+    throw openError(path, err as NodeJS.ErrnoException, o.noFollow);
   }
   try {
     const st = fstatSync(fd);
