@@ -3,8 +3,8 @@
  * collections, the layout most small datasets ship in (same as torchvision's
  * ImageFolder). Everything is decoded to 8-bit, interleaved, 1 or 3 channels.
  */
-import { readFileNamed } from '../io/read.js';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { fsError, readFileNamed } from '../io/read.js';
+import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { PNG } from 'pngjs';
 import jpeg from 'jpeg-js';
@@ -141,8 +141,14 @@ function byCodeUnits(a: string, b: string): number {
  * class folder has no images, or an image cannot be decoded.
  */
 export function readImageFolder(dir: string): LabelledImages & { images: RawImage[]; files: string[] } {
-  if (!existsSync(dir)) throw new Error(`no such folder: ${dir}`);
-  if (!statSync(dir).isDirectory()) throw new Error(`${dir}: not a folder`);
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw err.code === 'ENOENT' ? new Error(`no such folder: ${dir}`) : fsError(dir, err);
+  }
+  if (!isDir) throw new Error(`${dir}: not a folder`);
   const classNames = readdirSync(dir, { withFileTypes: true })
     .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
     .map((e) => e.name)

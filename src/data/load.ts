@@ -108,7 +108,7 @@ export function loadTaskData(task: TaskConfig, configDir: string, opts: LoadOpti
   const all = rawTrain.classNames.map((_, i) => i);
   const sel =
     task.classes || task.relabel
-      ? classSelection(rawTrain.classNames, task.classes ?? all, task.relabel)
+      ? selection(task, rawTrain.classNames, all)
       : { map: Int32Array.from(all), classNames: rawTrain.classNames };
   const pool = keptIndices(rawTrain.labels, sel.map, task.limit?.train, opts.seed ^ SEED_LIMIT_TRAIN);
   const testIdx = keptIndices(rawTest.labels, sel.map, task.limit?.test, opts.seed ^ SEED_LIMIT_TEST);
@@ -124,6 +124,15 @@ export function loadTaskData(task: TaskConfig, configDir: string, opts: LoadOpti
   const stats: ChannelStats = task.normalize ? channelStats(train.images, ch) : { mean: new Array(ch).fill(0), std: new Array(ch).fill(1) };
   if (task.normalize) for (const ds of [train, val, test]) normalize(ds.images, ch, stats);
   return { train, val, test, stats };
+}
+
+/** The task's class selection, its errors naming the task and the fields (`classes`, `relabel`). */
+function selection(task: TaskConfig, classNames: string[], all: number[]) {
+  try {
+    return classSelection(classNames, task.classes ?? all, task.relabel);
+  } catch (e) {
+    throw new Error(`task "${task.name}": classes${task.relabel ? ' / relabel' : ''}: ${(e as Error).message.replace(/^selectClasses: /, '')}`);
+  }
 }
 
 /**

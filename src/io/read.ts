@@ -17,11 +17,13 @@ export interface ReadOptions {
   noFollow?: boolean;
 }
 
-/** What an `open(2)` error means for the user, by code. */
-function openError(path: string, err: NodeJS.ErrnoException, noFollow = false): Error {
+/** What a file-system error means for the user, by code, naming the path (never a bare `EISDIR`). */
+export function fsError(path: string, err: NodeJS.ErrnoException, noFollow = false): Error {
   switch (err.code) {
     case 'ENOENT':
       return new Error(`no such file: ${path}`);
+    case 'ENOTDIR':
+      return new Error(`no such file: ${path} (a part of the path is not a folder)`);
     case 'EISDIR':
       return new Error(`${path}: is a folder, expected a file`);
     case 'ELOOP':
@@ -45,7 +47,7 @@ export function readFileNamed(path: string, o: ReadOptions = {}): Buffer {
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | (o.noFollow ? constants.O_NOFOLLOW : 0));
   } catch (err) {
-    throw openError(path, err as NodeJS.ErrnoException, o.noFollow);
+    throw fsError(path, err as NodeJS.ErrnoException, o.noFollow);
   }
   try {
     const st = fstatSync(fd);
@@ -63,7 +65,7 @@ export function readFileNamed(path: string, o: ReadOptions = {}): Buffer {
     if (got !== st.size) throw new Error(`${path}: file changed while being read (${got} of ${st.size} bytes)`);
     return buf;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code) throw openError(path, err as NodeJS.ErrnoException);
+    if ((err as NodeJS.ErrnoException).code) throw fsError(path, err as NodeJS.ErrnoException);
     throw err;
   } finally {
     closeSync(fd);
