@@ -276,10 +276,11 @@ function postConditions(config: Config, data: ReturnType<typeof loadConfigData>)
 }
 
 /** A clear refusal names the config file, a data file or the task, and is not a JavaScript internal failure. */
-function clearRefusal(e: unknown, file: string, work: string): boolean {
+function clearRefusal(e: unknown, file: string): boolean {
   if (!(e instanceof Error)) return false;
   const m = e.message;
-  const names = m.includes(file) || m.includes(work) || m.includes('/dev/zero') || /task ["'][^"']*["']/.test(m) || m.includes('training diverged');
+  // Names the config, a file (any absolute path: a relative data path resolves to one) or the task.
+  const names = m.includes(file) || /(^|\s)\/[^\s:]+/.test(m) || /task ["'][^"']*["']/.test(m) || m.includes('training diverged');
   return names && !/Cannot read propert|is not a function|is not iterable|Maximum call stack|undefined/.test(m);
 }
 
@@ -308,7 +309,7 @@ async function runConfigCase(c: ConfigCase, i: number, work: string): Promise<Om
         r.net.dispose();
         loadModel(out).net.dispose(); // the saved model must load: finite, valid
       } catch (e) {
-        return clearRefusal(e, file, work) ? { outcome: 'refused', message: (e as Error).message } : { outcome: 'unclear-error', message: String((e as Error)?.message ?? e) };
+        return clearRefusal(e, file) ? { outcome: 'refused', message: (e as Error).message } : { outcome: 'unclear-error', message: String((e as Error)?.message ?? e) };
       } finally {
         rmSync(out, { recursive: true, force: true });
       }
@@ -316,7 +317,7 @@ async function runConfigCase(c: ConfigCase, i: number, work: string): Promise<Om
     if (c.expect === 'refuse') return { outcome: 'silent-wrong', message: 'accepted, but must be refused' };
     return { outcome: 'accepted' };
   } catch (e) {
-    if (!clearRefusal(e, file, work)) return { outcome: 'unclear-error', message: String((e as Error)?.message ?? e).slice(0, 300) };
+    if (!clearRefusal(e, file)) return { outcome: 'unclear-error', message: String((e as Error)?.message ?? e).slice(0, 300) };
     if (c.expect === 'accept') return { outcome: 'wrong-refusal', message: (e as Error).message.slice(0, 300) };
     return { outcome: 'refused', message: (e as Error).message.split('\n')[0]!.slice(0, 200) };
   } finally {
