@@ -82,7 +82,7 @@ const TaskEntrySchema = z.strictObject({
 const HeadSchema = z.strictObject({ name: NameSchema, labels: z.array(LabelSchema).min(1).max(LIMITS.classes), ...FileFields });
 
 /** The whole manifest. Cross-field rules follow the field rules so their messages name the fields too. */
-export const ManifestSchema = z
+const ManifestSchema = z
   .strictObject({
     format: z.literal(FORMAT, { error: `must be "${FORMAT}"` }),
     formatVersion: z.union(READABLE_VERSIONS.map((v) => z.literal(v))),
@@ -192,7 +192,7 @@ const article = (t: string) => ({ int: 'an integer', number: 'a number', string:
  * such, not as a list of unknown fields), then the schema, then the digest. `path` names the file
  * in every error, each field by its path.
  */
-export function validateManifest(json: unknown, path: string): Manifest {
+function validateManifest(json: unknown, path: string): Manifest {
   const bad = (field: string, expected: string) => new Error(`${path}: corrupt manifest: field '${field}' ${expected}`);
   if (!json || typeof json !== 'object' || Array.isArray(json)) throw bad('(root)', 'must be an object');
   const raw = json as Record<string, unknown>;

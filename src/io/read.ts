@@ -8,7 +8,7 @@ import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 /** Largest file read whole: Node's own Buffer limit is near this, and no input of compnet's is bigger. */
 export const MAX_FILE_BYTES = 2 ** 31 - 1;
 /** Largest JSON file (a config, task file or manifest) read; real ones are kilobytes. */
-export const MAX_JSON_BYTES = 64 * 2 ** 20;
+const MAX_JSON_BYTES = 64 * 2 ** 20;
 
 export interface ReadOptions {
   /** Refuse a file larger than this many bytes (default `MAX_FILE_BYTES`). */
@@ -87,7 +87,7 @@ export function readJsonNamed(path: string, o: ReadOptions = {}): unknown {
 }
 
 /** Replaces comments outside strings by spaces (so positions in parse errors stay right). */
-export function stripComments(text: string): string {
+function stripComments(text: string): string {
   let out = '';
   let i = 0;
   while (i < text.length) {

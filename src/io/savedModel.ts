@@ -27,7 +27,7 @@ import { readFileNamed } from './read.js';
 import { FORMAT, FORMAT_VERSION, readManifestFile, signManifest, type Manifest } from './manifest.js';
 import { LIBRARY_VERSION } from '../version.js';
 
-export { FORMAT, FORMAT_VERSION, type Manifest };
+export type { Manifest };
 
 type TaskEntry = Manifest['tasks'][number];
 
