@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as T from '../src/torch/index.js';
 import { CompNet } from '../src/model/network.js';
@@ -109,8 +109,19 @@ test('errors name the field: a missing field, a wrong type, a bound', () => {
   expect((j) => delete j.tasks[0].labels, /field 'tasks\[0\]\.labels' is missing \(expected an array\)/);
   expect((j) => (j.spec.channels = 'four'), /field 'spec\.channels' must be an integer/);
   expect((j) => (j.spec.channels = 1e6), /field 'spec\.channels' must be at most 1024/);
-  expect((j) => (j.tasks[0].name = '../x'), /field 'tasks\[0\]\.name' must start with a letter or digit/);
+  expect((j) => (j.tasks[0].name = '../x'), /field 'tasks\[0\]\.name' must use only letters, digits/);
   expect((j) => delete j.digest, /field 'digest' is missing \(format version 2 records it\)/);
-  mkdirSync(join(dir, 'x'));
+  rmSync(dir, { recursive: true });
+});
+
+test('saveModel refuses what loadModel would refuse, naming the field, and leaves the model in the directory as it was', () => {
+  const dir = tmp();
+  const net = tinyNet('hard');
+  saveModel(net, dir);
+  const before = readFileSync(join(dir, 'manifest.json'));
+  net.addTask({ name: 'd', labels: ['p', 'q\u001b[2J'], inputSize: 6, normalization: { mean: [0], std: [1] } });
+  assert.throws(() => saveModel(net, dir), new RegExp(`^Error: ${dir}: not saved: manifest field 'tasks\\[3\\]\\.labels\\[1\\]' must not contain control characters`));
+  assert.deepEqual(readFileSync(join(dir, 'manifest.json')), before);
+  net.dispose();
   rmSync(dir, { recursive: true });
 });

@@ -78,14 +78,14 @@ const path = z.string().min(1);
 
 /**
  * A task or head name: it becomes a file name (`tasks/<name>.safetensors`) and is printed to the
- * terminal, so it is short, starts with a letter or digit and holds no separators, `..` or
- * control characters. Configs and manifests share this one rule.
+ * terminal, so it is short and holds no path separator, space or control character (the rule
+ * `CompNet.addTask` applies, with a length). Configs and manifests share this one declaration.
  */
 export const NameSchema = z
   .string()
   .min(1, { error: 'must not be empty' })
   .max(LIMITS.name, { error: `must be at most ${LIMITS.name} characters` })
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, { error: 'must start with a letter or digit and use only letters, digits, "_", "." and "-"' });
+  .regex(/^[A-Za-z0-9_.-]+$/, { error: 'must use only letters, digits, "_", "." and "-"' });
 
 /** A class name: printed and written to reports, so bounded and free of control characters. */
 export const LabelSchema = z

@@ -121,7 +121,10 @@ export function loadTaskData(task: TaskConfig, configDir: string, opts: LoadOpti
   const train = mk('train', rawTrain, gather(pool, trainPos));
   const val = mk('val', rawTrain, gather(pool, valPos));
   const test = mk('test', rawTest, testIdx);
-  const stats: ChannelStats = task.normalize ? channelStats(train.images, ch) : { mean: new Array(ch).fill(0), std: new Array(ch).fill(1) };
+  const measured = task.normalize ? channelStats(train.images, ch) : { mean: new Array(ch).fill(0), std: new Array(ch).fill(1) };
+  // A constant channel (std 0) is not scaled, as `normalize` already does; recording 1 says so to
+  // every reader of the statistics (`predict` divides by them, a saved model requires them > 0).
+  const stats: ChannelStats = { mean: measured.mean, std: measured.std.map((s) => (s > 0 ? s : 1)) };
   if (task.normalize) for (const ds of [train, val, test]) normalize(ds.images, ch, stats);
   return { train, val, test, stats };
 }

@@ -187,6 +187,12 @@ function typeError(iss: z.core.$ZodRawIssue): string | undefined {
 }
 const article = (t: string) => ({ int: 'an integer', number: 'a number', string: 'a string', array: 'an array', object: 'an object', boolean: 'a boolean' })[t] ?? t;
 
+/** What the schema finds wrong with a manifest, one `field 'x' ...` line per problem (at most 20); empty when valid. */
+export function manifestProblems(json: unknown): string[] {
+  const r = ManifestSchema.safeParse(json, { error: typeError });
+  return r.success ? [] : r.error.issues.slice(0, 20).map((i) => `field '${formatPath(i.path)}' ${i.message}`);
+}
+
 /**
  * Checks a parsed manifest: the format and version first (a newer compnet's model is named as
  * such, not as a list of unknown fields), then the schema, then the digest. `path` names the file
@@ -200,11 +206,8 @@ function validateManifest(json: unknown, path: string): Manifest {
   if (raw.formatVersion === undefined) throw bad('formatVersion', `is missing (expected ${READABLE_VERSIONS.join(' or ')})`);
   if (!(READABLE_VERSIONS as readonly unknown[]).includes(raw.formatVersion))
     throw new Error(`${path}: format version ${JSON.stringify(raw.formatVersion)} is not supported by this compnet (it reads versions ${READABLE_VERSIONS.join(' and ')}); use the compnet that saved the model`);
-  const r = ManifestSchema.safeParse(raw, { error: typeError });
-  if (!r.success) {
-    const lines = r.error.issues.slice(0, 20).map((i) => `${path}: corrupt manifest: field '${formatPath(i.path)}' ${i.message}`);
-    throw new Error(lines.join('\n'));
-  }
+  const problems = manifestProblems(raw);
+  if (problems.length) throw new Error(problems.map((p) => `${path}: corrupt manifest: ${p}`).join('\n'));
   if (raw.digest !== undefined) {
     const actual = manifestDigest(raw);
     if (actual !== raw.digest)

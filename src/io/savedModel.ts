@@ -2,7 +2,8 @@
  * Saved models: a directory with one self-describing JSON manifest plus safetensors files.
  *
  *   manifest.json            format/library versions, model spec, tasks (labels, orders, metrics),
- *                            heads, seed, training config and history, file checksums
+ *                            heads, seed, training config and history, each file's SHA-256 and
+ *                            size, and a digest over all of it (`./manifest.ts`)
  *   shared.safetensors       stem and pool convolutions (what tasks share)
  *   tasks/<task>.safetensors a task's order logits and batch-norm patch, recording the pool hash
  *   heads/<head>.safetensors a head (shared by the tasks that name it), recording the pool hash
@@ -24,7 +25,7 @@ import { decodeSafetensors, type NamedArray } from './safetensors.js';
 import { encodeTensors, fromNamedArrays } from './tensorFile.js';
 import { ensureDir, replaceDir, writeFileAtomic } from './atomic.js';
 import { readFileNamed } from './read.js';
-import { FORMAT, FORMAT_VERSION, readManifestFile, signManifest, type Manifest } from './manifest.js';
+import { FORMAT, FORMAT_VERSION, manifestProblems, readManifestFile, signManifest, type Manifest } from './manifest.js';
 import { LIBRARY_VERSION } from '../version.js';
 
 export type { Manifest };
@@ -52,7 +53,6 @@ export function poolHash(net: CompNet): string {
   return sha256(sharedBytes(net));
 }
 
-const safeName = (n: string) => n.replace(/[^A-Za-z0-9_.-]/g, '_');
 
 /**
  * Saves `net` to directory `dir` as a set: written in full under a temporary sibling, then switched
@@ -60,7 +60,7 @@ const safeName = (n: string) => n.replace(/[^A-Za-z0-9_.-]/g, '_');
  */
 export function saveModel(net: CompNet, dir: string, given: SaveInfo = {}): Manifest {
   assertFinite(net, dir);
-  return replaceDir(dir, (tmp) => writeModelFiles(net, tmp, given));
+  return replaceDir(dir, (tmp) => writeModelFiles(net, tmp, dir, given));
 }
 
 /**
@@ -80,8 +80,8 @@ function assertFinite(net: CompNet, dir: string): void {
     }
 }
 
-/** Writes a model's files into `dir`, the manifest last. */
-function writeModelFiles(net: CompNet, dir: string, given: SaveInfo): Manifest {
+/** Writes a model's files into `dir` (a temporary folder that becomes `target`), the manifest last. */
+function writeModelFiles(net: CompNet, dir: string, target: string, given: SaveInfo): Manifest {
   const prev = given.previous;
   const carried = (k: 'metrics' | 'data') => Object.fromEntries((prev?.tasks ?? []).filter((t) => t[k] !== undefined).map((t) => [t.name, t[k]]));
   const info: SaveInfo = {
@@ -103,7 +103,7 @@ function writeModelFiles(net: CompNet, dir: string, given: SaveInfo): Manifest {
   const meta = (kind: string, name: string) => ({ format: FORMAT, poolHash: hash, kind, name });
   const tasks: TaskEntry[] = net.taskNames.map((name) => {
     const t = net.task(name);
-    const file = `tasks/${safeName(name)}.safetensors`;
+    const file = `tasks/${name}.safetensors`;
     const bytes = encodeTensors(state.tasks[name]!, meta('task', name));
     writeFileAtomic(join(dir, file), bytes);
     return {
@@ -117,7 +117,7 @@ function writeModelFiles(net: CompNet, dir: string, given: SaveInfo): Manifest {
     };
   });
   const heads = [...net.heads.values()].map((h) => {
-    const file = `heads/${safeName(h.name)}.safetensors`;
+    const file = `heads/${h.name}.safetensors`;
     const bytes = encodeTensors(state.heads[h.name]!, meta('head', h.name));
     writeFileAtomic(join(dir, file), bytes);
     return { name: h.name, labels: h.labels, file, ...bytesOf(bytes) };
@@ -138,6 +138,10 @@ function writeModelFiles(net: CompNet, dir: string, given: SaveInfo): Manifest {
     ...(info.history !== undefined ? { history: info.history } : {}),
     ...(info.extra !== undefined ? { extra: info.extra } : {}),
   });
+  // What loadModel would refuse is not saved: the error names the field, and `replaceDir` removes
+  // the partial save, so a model already in the directory stays as it was.
+  const problems = manifestProblems(manifest);
+  if (problems.length) throw new Error(problems.map((p) => `${target}: not saved: manifest ${p}`).join('\n'));
   writeFileAtomic(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 1) + '\n');
   return manifest;
 }
