@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import * as T from '../src/torch/index.js';
 import { CompNet } from '../src/model/network.js';
 import { saveModel, loadModel, readManifest, poolHash } from '../src/io/savedModel.js';
+import { signManifest } from '../src/io/manifest.js';
 import { tinySpec, tmp } from './helpers.js';
 import type { ModelSpec } from '../src/model/types.js';
 
@@ -67,7 +68,7 @@ test('the manifest is self-describing and task parts record the pool hash', () =
   saveModel(a, dir);
   const m = readManifest(dir);
   assert.equal(m.format, 'compnet-model');
-  assert.equal(m.formatVersion, 1);
+  assert.equal(m.formatVersion, 2);
   assert.equal(typeof m.library.version, 'string');
   assert.deepEqual(m.tasks.map((t) => t.file), ['tasks/a.safetensors', 'tasks/b.safetensors', 'tasks/c.safetensors']);
   // safetensors: 8-byte little-endian header length, then a JSON header any tool can read.
@@ -91,7 +92,7 @@ test('bad saved models give errors that name what is wrong', () => {
   writeFileSync(manifestPath, good.slice(0, 100));
   assert.throws(() => loadModel(dir), /manifest\.json: corrupt manifest, not valid JSON/);
 
-  writeFileSync(manifestPath, good.replace('"formatVersion": 1', '"formatVersion": 99'));
+  writeFileSync(manifestPath, good.replace('"formatVersion": 2', '"formatVersion": 99'));
   assert.throws(() => loadModel(dir), /format version 99 is not supported/);
 
   writeFileSync(manifestPath, good.replace('"format": "compnet-model"', '"format": "other"'));
@@ -122,7 +123,8 @@ test('bad saved models give errors that name what is wrong', () => {
   writeFileSync(taskFile, readFileSync(join(dir2, 'tasks/a.safetensors')));
   const j2 = JSON.parse(readFileSync(manifestPath, 'utf8'));
   j2.tasks[0].sha256 = readManifest(dir2).tasks[0]!.sha256;
-  writeFileSync(manifestPath, JSON.stringify(j2));
+  // Re-signed, as a tool that rewrites manifests consistently would: the pool hash must still catch it.
+  writeFileSync(manifestPath, JSON.stringify(signManifest(j2)));
   assert.throws(() => loadModel(dir), /tasks\/a\.safetensors: pool-hash mismatch: this part was trained on pool .* but the model's pool is/);
 
   a.dispose();

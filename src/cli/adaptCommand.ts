@@ -78,7 +78,7 @@ export async function adaptCommand(
     init: o.init as 'mean' | 'select' | undefined,
     reporter,
     onStart: ({ task, manifest, data, sources, head, protocol: p }) => {
-      reporter.show(viewFor(manifest.spec.method, true));
+      reporter.show(viewFor(manifest.spec.method ?? 'hard', true));
       const how = p === 'joint' ? `joint with source training, alignment ${alignment}` : `source-free, objective ${objective}${o.freezeOrder && objective !== 'select' ? ', order frozen (statistics only)' : ''}`;
       out(`adapt '${task}' onto ${model} (pool ${manifest.poolHash.slice(0, 12)}…): sources ${sources.join(', ')} (head '${head}'), ${how}`);
       out(`target images: ${data.train.n} train, ${data.val.n} validation${labels ? `, ${data.test.n} test (labels used only to report accuracy)` : ' (no labels used)'}`);

@@ -32,7 +32,7 @@ export async function transferCommand(model: string, o: { task: string; train: s
     minSteps: o.minSteps,
     reporter,
     onStart: ({ task, manifest }) => {
-      reporter.show(viewFor(manifest.spec.method, orderTrains));
+      reporter.show(viewFor(manifest.spec.method ?? 'hard', orderTrains));
       out(`transfer '${task}' onto ${model} (pool ${manifest.poolHash.slice(0, 12)}…), training: ${parts.join(', ')}`);
     },
   });

@@ -8,6 +8,10 @@ import { readJsonNamed } from '../io/read.js';
 import { z } from 'zod';
 import { BUILTIN_DATASETS } from './builtin.js';
 import type { Method, ModelSpec } from '../model/types.js';
+import { blockParameters } from '../model/cost.js';
+import { LIMITS } from './limits.js';
+
+export { LIMITS };
 
 /** Default model hyper-parameters; the one place to change them. */
 export const DEFAULT_MODEL = {
@@ -65,24 +69,58 @@ export const DEFAULT_TASK = {
 /** Default top-level seed (drives data splits and subsets). */
 const DEFAULT_SEED = 0;
 
+
 const posInt = z.int().min(1);
+/** A positive integer at most `max`; the message names the limit. */
+const upTo = (max: number) => posInt.max(max, { error: `must be at most ${max}` });
+/** A number in [min, max] (zod's default messages already name the bound). */
+const within = (min: number, max: number) => z.number().min(min).max(max);
 const path = z.string().min(1);
+
+/**
+ * A task or head name: it becomes a file name (`tasks/<name>.safetensors`) and is printed to the
+ * terminal, so it is short and holds no path separator, space or control character (the rule
+ * `CompNet.addTask` applies, with a length). Configs and manifests share this one declaration.
+ */
+export const NameSchema = z
+  .string()
+  .min(1, { error: 'must not be empty' })
+  .max(LIMITS.name, { error: `must be at most ${LIMITS.name} characters` })
+  .regex(/^[A-Za-z0-9_.-]+$/, { error: 'must use only letters, digits, "_", "." and "-"' });
+
+/** A class name: printed and written to reports, so bounded and free of control characters. */
+export const LabelSchema = z
+  .string()
+  .min(1, { error: 'must not be empty' })
+  .max(LIMITS.label, { error: `must be at most ${LIMITS.label} characters` })
+  .regex(/^[^\p{Cc}]*$/u, { error: 'must not contain control characters' });
+
+/** Refuses a model whose pool would not fit in memory (each field is bounded; their product is checked here). */
+export function checkModelSize(spec: ModelSpec, ctx: z.core.$RefinementCtx, path: PropertyKey[]): void {
+  const n = spec.blocks * blockParameters(spec);
+  if (n > LIMITS.poolParameters)
+    ctx.addIssue({
+      code: 'custom',
+      path,
+      message: `the pool would have ${n.toExponential(2)} parameters (blocks x channels^2 x expansion ...), more than the limit of ${LIMITS.poolParameters.toExponential(0)}; lower channels, blocks or expansion`,
+    });
+}
 
 /** Model architecture. */
 export const ModelSchema = z.strictObject({
-  channels: posInt.default(DEFAULT_MODEL.channels),
-  blocks: posInt.default(DEFAULT_MODEL.blocks),
-  steps: posInt.default(DEFAULT_MODEL.steps),
-  expansion: posInt.default(DEFAULT_MODEL.expansion),
-  kernel: posInt.refine((k) => k % 2 === 1, 'must be odd').default(DEFAULT_MODEL.kernel),
-  stemStride: posInt.default(DEFAULT_MODEL.stemStride),
+  channels: upTo(LIMITS.channels).default(DEFAULT_MODEL.channels),
+  blocks: upTo(LIMITS.blocks).default(DEFAULT_MODEL.blocks),
+  steps: upTo(LIMITS.steps).default(DEFAULT_MODEL.steps),
+  expansion: upTo(LIMITS.expansion).default(DEFAULT_MODEL.expansion),
+  kernel: upTo(LIMITS.kernel).refine((k) => k % 2 === 1, 'must be odd').default(DEFAULT_MODEL.kernel),
+  stemStride: upTo(LIMITS.stemStride).default(DEFAULT_MODEL.stemStride),
   block: z.enum(['inverted', 'basic']).default(DEFAULT_MODEL.block),
   activation: z.enum(['relu6', 'hardswish']).default(DEFAULT_MODEL.activation),
   mixing: z.enum(['weight', 'output']).default(DEFAULT_MODEL.mixing),
   method: z.enum(['mixture', 'hard']).default(DEFAULT_MODEL.method),
   stem: z.enum(['conv3x3', 'patchify']).default(DEFAULT_MODEL.stem),
   outputAdapter: z.boolean().default(DEFAULT_MODEL.outputAdapter),
-  inputSize: posInt.default(DEFAULT_MODEL.inputSize),
+  inputSize: upTo(LIMITS.inputSize).default(DEFAULT_MODEL.inputSize),
   inputChannels: z.union([z.literal(1), z.literal(3)], { error: 'expected 1 or 3' }).default(DEFAULT_MODEL.inputChannels),
 });
 
@@ -155,15 +193,23 @@ const DataSourceSchema = z.unknown().transform((v, ctx): DataSource => {
 /** One task: a dataset, which of its classes, how to fit images to the input, and which head it uses. */
 export const TaskSchema = z
   .strictObject({
-    name: z.string().min(1),
+    name: NameSchema,
     data: DataSourceSchema,
-    classes: z.array(z.union([z.int().min(0), z.string().min(1)], { error: 'expected a class index or class name' })).min(1).optional(),
-    relabel: z.array(z.int().min(0)).min(1).optional(),
-    inputSize: posInt.optional(),
+    classes: z
+      .array(z.union([z.int().min(0).max(LIMITS.classes - 1, { error: `class index must be below ${LIMITS.classes}` }), LabelSchema], { error: 'expected a class index or class name' }))
+      .min(1)
+      .max(LIMITS.classes)
+      .optional(),
+    relabel: z
+      .array(z.int().min(0).max(LIMITS.classes - 1, { error: `must be below ${LIMITS.classes} (the class limit)` }))
+      .min(1)
+      .max(LIMITS.classes)
+      .optional(),
+    inputSize: upTo(LIMITS.inputSize).optional(),
     fit: z.enum(['resize', 'pad']).default(DEFAULT_TASK.fit),
-    head: z.string().min(1).optional(),
+    head: NameSchema.optional(),
     validation: z.number().min(0).lt(1).default(DEFAULT_TASK.validation),
-    limit: z.strictObject({ train: posInt.optional(), test: posInt.optional() }).optional(),
+    limit: z.strictObject({ train: upTo(LIMITS.examples).optional(), test: upTo(LIMITS.examples).optional() }).optional(),
     normalize: z.boolean().default(DEFAULT_TASK.normalize),
   })
   .superRefine((t, ctx) => {
@@ -177,27 +223,27 @@ export const TaskSchema = z
  * method are optional here and filled in by `resolveTrain` (see `METHOD_TRAIN_DEFAULTS`).
  */
 export const TrainSchema = z.strictObject({
-  epochs: posInt.default(DEFAULT_TRAIN.epochs),
+  epochs: upTo(LIMITS.epochs).default(DEFAULT_TRAIN.epochs),
   /**
    * Raises `epochs` until training makes at least this many optimizer steps. An epoch budget alone
    * starves a small dataset (300 images at batch 64 make 15 steps in 3 epochs), too few for a new
    * head or order to fit.
    */
-  minSteps: posInt.optional(),
-  batchSize: posInt.default(DEFAULT_TRAIN.batchSize),
-  lr: z.number().gt(0).default(DEFAULT_TRAIN.lr),
-  orderLr: z.number().min(0).optional(),
-  weightDecay: z.number().min(0).default(DEFAULT_TRAIN.weightDecay),
+  minSteps: upTo(LIMITS.minSteps).optional(),
+  batchSize: upTo(LIMITS.batchSize).default(DEFAULT_TRAIN.batchSize),
+  lr: z.number().gt(0).max(LIMITS.lr).default(DEFAULT_TRAIN.lr),
+  orderLr: within(0, LIMITS.lr).optional(),
+  weightDecay: within(0, LIMITS.weightDecay).default(DEFAULT_TRAIN.weightDecay),
   optimizer: z.enum(['adam', 'adamw', 'sgd', 'rmsprop']).default(DEFAULT_TRAIN.optimizer),
   /** How every group's learning rate decays: `cosine` (to 5 %, the default) or `exponential` (the authors' x0.99 per 1,500 steps, continuously, for RMSprop). */
   lrSchedule: z.enum(['cosine', 'exponential']).default(DEFAULT_TRAIN.lrSchedule),
   labelSmoothing: z.number().min(0).lt(1).default(DEFAULT_TRAIN.labelSmoothing),
-  tauStart: z.number().gt(0).optional(),
-  tauMin: z.number().gt(0).optional(),
+  tauStart: within(LIMITS.tauMin, LIMITS.tauMax).optional(),
+  tauMin: within(LIMITS.tauMin, LIMITS.tauMax).optional(),
   annealFraction: z.number().min(0).max(1).optional(),
-  entropyWeight: z.number().optional(),
+  entropyWeight: within(-LIMITS.entropyWeight, LIMITS.entropyWeight).optional(),
   orderInit: z.enum(['uniform', 'diagonal', 'random-onehot', 'random', 'glorot']).optional(),
-  orderInitScale: z.number().min(0).default(DEFAULT_TRAIN.orderInitScale),
+  orderInitScale: within(0, LIMITS.orderInitScale).default(DEFAULT_TRAIN.orderInitScale),
   /**
    * Fraction of training after which steps select blocks straight-through (hard forward, softmax
    * gradient): 0 = always, 1 = never. Soft mixing early lets orders move; hard selection late
@@ -205,8 +251,8 @@ export const TrainSchema = z.strictObject({
    */
   straightThroughFrom: z.number().min(0).max(1).optional(),
   seed: z.int().default(DEFAULT_TRAIN.seed),
-  threads: posInt.default(DEFAULT_TRAIN.threads),
-  taskWeights: z.record(z.string(), z.number().min(0)).optional(),
+  threads: upTo(LIMITS.threads).default(DEFAULT_TRAIN.threads),
+  taskWeights: z.record(z.string(), within(0, LIMITS.taskWeight)).optional(),
 });
 
 /** Fills in the method's defaults for the fields a `train` section left out. */
@@ -228,11 +274,12 @@ function resolveTrain(t: z.infer<typeof TrainSchema>, method: Method) {
 export const ConfigSchema = z
   .strictObject({
     model: ModelSchema.prefault({}),
-    tasks: z.array(TaskSchema).min(1),
+    tasks: z.array(TaskSchema).min(1).max(LIMITS.tasks),
     train: TrainSchema.prefault({}),
     seed: z.int().default(DEFAULT_SEED),
   })
   .superRefine((c, ctx) => {
+    checkModelSize(specOf(c.model), ctx, ['model']);
     const seen = new Map<string, number>();
     c.tasks.forEach((t, i) => {
       if (seen.has(t.name)) ctx.addIssue({ code: 'custom', path: ['tasks', i, 'name'], message: `duplicate task name "${t.name}" (also tasks[${seen.get(t.name)}])` });
@@ -253,7 +300,7 @@ export type TrainConfig = Config['train'];
 export type Config = z.infer<typeof ConfigSchema>;
 
 /** Render an issue path the way a user would write it in JS: `tasks[1].data.format`. */
-function formatPath(path: readonly PropertyKey[]): string {
+export function formatPath(path: readonly PropertyKey[]): string {
   let s = '';
   for (const p of path) {
     if (typeof p === 'number') s += `[${p}]`;

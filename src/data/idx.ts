@@ -3,9 +3,10 @@
  * gzipped. Layout: magic `00 00 <type> <ndims>`, then ndims big-endian u32
  * dimensions, then the elements big-endian in row-major order.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { writeFileAtomic } from '../io/atomic.js';
+import { readFileNamed, MAX_FILE_BYTES } from '../io/read.js';
+import { LIMITS } from './limits.js';
 import type { ImageBatch, LabelledImages } from './images.js';
 
 /** Element arrays an IDX file can hold. */
@@ -49,6 +50,8 @@ export function parseIdx(buf: Uint8Array, source: string): IdxArray {
   const n = shape.reduce((a, b) => a * b, 1);
   const need = n * type.bytes;
   const have = buf.length - headerLen;
+  // Checked before anything is allocated: a header may claim any size.
+  if (need > MAX_FILE_BYTES) throw new Error(`${source}: IDX shape [${shape.join(', ')}] of ${type.name} needs ${need} data bytes, more than the limit of ${MAX_FILE_BYTES}`);
   if (have !== need) {
     const what = have < need ? 'truncated IDX data' : 'IDX size mismatch';
     throw new Error(`${source}: ${what}: shape [${shape.join(', ')}] of ${type.name} needs ${need} data bytes but file has ${have}`);
@@ -67,11 +70,11 @@ export function parseIdx(buf: Uint8Array, source: string): IdxArray {
 
 /** Read an IDX file, gzipped or not (detected by magic bytes); errors name the file. */
 export function readIdx(path: string): IdxArray {
-  if (!existsSync(path)) throw new Error(`no such file: ${path}`);
-  let buf: Uint8Array = readFileSync(path);
+  let buf: Uint8Array = readFileNamed(path);
   if (isGzip(buf)) {
     try {
-      buf = gunzipSync(buf);
+      // Bounded: a small gzip bomb must not inflate past what an IDX file may hold.
+      buf = gunzipSync(buf, { maxOutputLength: MAX_FILE_BYTES });
     } catch (err) {
       throw new Error(`${path}: cannot gunzip (${(err as Error).message}); file is corrupt or truncated`);
     }
@@ -135,6 +138,7 @@ export function readIdxPair(imagesPath: string, labelsPath: string, classNames?:
   let max = -1;
   for (let i = 0; i < n; i++) {
     if (labels[i] < 0) throw new Error(`${labelsPath}: negative label ${labels[i]} at index ${i}`);
+    if (labels[i] >= LIMITS.classes) throw new Error(`${labelsPath}: label ${labels[i]} at index ${i} is beyond the limit of ${LIMITS.classes} classes`);
     if (labels[i] > max) max = labels[i];
   }
   const names = classNames ?? Array.from({ length: max + 1 }, (_, i) => String(i));
@@ -153,6 +157,8 @@ export function readIdxImages(path: string): ImageBatch {
     throw new Error(`${path}: images must have shape [n, h, w] or [n, h, w, 1|3], got [${img.shape.join(', ')}]`);
   }
   const [n, height, width] = img.shape as [number, number, number];
+  if (height > LIMITS.imageSide || width > LIMITS.imageSide || height === 0 || width === 0)
+    throw new Error(`${path}: images are ${width}x${height} pixels; each side must be 1 to ${LIMITS.imageSide}`);
   const channels = img.shape.length === 4 ? (img.shape[3] as 1 | 3) : 1;
   return { n, height, width, channels, data: img.data };
 }

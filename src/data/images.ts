@@ -3,11 +3,12 @@
  * collections, the layout most small datasets ship in (same as torchvision's
  * ImageFolder). Everything is decoded to 8-bit, interleaved, 1 or 3 channels.
  */
-import { readFileNamed } from '../io/read.js';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { fsError, readFileNamed } from '../io/read.js';
+import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { PNG } from 'pngjs';
 import jpeg from 'jpeg-js';
+import { LIMITS } from './limits.js';
 
 /** One decoded image: `data` is row-major, channels interleaved (HWC), 8-bit. Alpha is always dropped. */
 export interface RawImage {
@@ -79,13 +80,40 @@ function decodeJpeg(buf: Buffer): RawImage {
 }
 
 /**
- * Decode PNG or JPEG bytes (chosen by magic bytes, not extension). Grey images
+ * Width and height as a PNG (IHDR) or JPEG (first SOF marker) header states them, read without
+ * decoding: a 20000x20000 PNG is a few hundred kilobytes on disk but 1.6 GB decoded, so the size
+ * is checked first. Undefined when the header cannot be found (the decoder then reports why).
+ */
+function headerSize(buf: Buffer, isPng: boolean): { width: number; height: number } | undefined {
+  if (isPng) return buf.length >= 24 ? { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) } : undefined;
+  // JPEG: walk the marker segments up to a start-of-frame (C0-CF except C4 DHT, C8 JPG, CC DAC).
+  let i = 2;
+  while (i + 9 < buf.length) {
+    if (buf[i] !== 0xff) return undefined;
+    const marker = buf[i + 1]!;
+    if (marker === 0xff) {
+      i++;
+      continue;
+    }
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) return { height: buf.readUInt16BE(i + 5), width: buf.readUInt16BE(i + 7) };
+    i += 2 + buf.readUInt16BE(i + 2);
+  }
+  return undefined;
+}
+
+/**
+ * Decode PNG or JPEG bytes (chosen by magic bytes, not extension), refusing images wider or taller
+ * than `LIMITS.imageSide` before decoding them. Grey images
  * come back with 1 channel, colour ones with 3; `source` names the file in errors.
  */
 export function decodeImage(buf: Buffer, source: string): RawImage {
   const isPng = buf.length >= 8 && buf.readUInt32BE(0) === 0x89504e47;
   const isJpeg = buf.length >= 3 && buf[0] === 0xff && buf[1] === 0xd8 && buf[2] === 0xff;
   if (!isPng && !isJpeg) throw new Error(`${source}: not a PNG or JPEG file`);
+  const size = headerSize(buf, isPng);
+  if (size && (size.width > LIMITS.imageSide || size.height > LIMITS.imageSide))
+    throw new Error(`${source}: image is ${size.width}x${size.height} pixels, larger than the limit of ${LIMITS.imageSide} on either side; shrink it first`);
+  if (size && (size.width === 0 || size.height === 0)) throw new Error(`${source}: image is ${size.width}x${size.height} pixels (empty)`);
   try {
     return isPng ? decodePng(buf) : decodeJpeg(buf);
   } catch (err) {
@@ -106,8 +134,14 @@ function byCodeUnits(a: string, b: string): number {
 
 /** The class sub-folders of `dir` as `readImageFolder` orders them (without reading any image); throws if `dir` is not a folder. */
 export function classFolderNames(dir: string): string[] {
-  if (!existsSync(dir)) throw new Error(`no such folder: ${dir}`);
-  if (!statSync(dir).isDirectory()) throw new Error(`${dir}: not a folder`);
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw err.code === 'ENOENT' ? new Error(`no such folder: ${dir}`) : fsError(dir, err);
+  }
+  if (!isDir) throw new Error(`${dir}: not a folder`);
   return readdirSync(dir, { withFileTypes: true })
     .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
     .map((e) => e.name)
@@ -133,6 +167,10 @@ export function flatImageFiles(dir: string): string[] {
 export function readImageFolder(dir: string): LabelledImages & { images: RawImage[]; files: string[] } {
   const classNames = classFolderNames(dir);
   if (classNames.length === 0) throw new Error(`${dir}: no class sub-folders (expected ${join(dir, '<class>', '<image>.png')})`);
+  if (classNames.length > LIMITS.classes) throw new Error(`${dir}: ${classNames.length} class sub-folders, more than the limit of ${LIMITS.classes} classes`);
+  // Class names are stored in the model and printed: the same rule as a saved model's labels.
+  for (const c of classNames)
+    if (c.length > LIMITS.label || /\p{Cc}/u.test(c)) throw new Error(`${join(dir, c)}: class folder name is longer than ${LIMITS.label} characters or holds control characters; rename it`);
   const images: RawImage[] = [];
   const labels: number[] = [];
   const files: string[] = [];

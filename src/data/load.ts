@@ -33,6 +33,7 @@ import { classFolderNames, flatImageFiles, pickImages, readImageFile, readImageF
 import { toTensorData, channelStats, normalize, type ChannelStats } from './preprocess.js';
 import { classSelection, splitIndices, stratifiedSplit, type ClassSelection, type Dataset } from './dataset.js';
 import { checkImageSizes, checkInputSize, checkLabelRange, checkTestClasses, type Warn } from './checks.js';
+import { LIMITS } from './limits.js';
 
 /** A task's three splits and the standardisation applied to them (mean 0 / std 1 when `normalize` is off). */
 export interface TaskData {
@@ -171,12 +172,17 @@ function build(name: string, set: LabelledImages, idx: Int32Array, map: Int32Arr
 /** The task's `classes` / `relabel` over the source's class names (all of them, unchanged, by default). */
 function selectionOf(task: TaskConfig, classNames: string[]): ClassSelection {
   const all = classNames.map((_, i) => i);
-  return task.classes || task.relabel ? classSelection(classNames, task.classes ?? all, task.relabel) : { map: Int32Array.from(all), classNames };
+  return task.classes || task.relabel ? selection(task, classNames, all) : { map: Int32Array.from(all), classNames };
+}
+
+/** The examples of `set` in the task's test split: class selection and `limit.test`. */
+function testIndices(task: TaskConfig, set: LabelledImages, sel: ClassSelection, seed: number): Int32Array {
+  return keptIndices(set.labels, sel.map, task.limit?.test, seed ^ SEED_LIMIT_TEST);
 }
 
 /** The test split of `set` (already in the source's class indexing) as the task defines it: class selection, `limit.test`, preprocessing. */
-function testSplit(task: TaskConfig, set: LabelledImages, sel: ClassSelection, size: number, channels: 1 | 3, seed: number): Dataset {
-  return build(`${task.name}/test`, set, keptIndices(set.labels, sel.map, task.limit?.test, seed ^ SEED_LIMIT_TEST), sel.map, sel.classNames, size, channels, task.fit);
+function testSplit(task: TaskConfig, set: LabelledImages, sel: ClassSelection, size: number, channels: 1 | 3, seed: number, idx = testIndices(task, set, sel, seed)): Dataset {
+  return build(`${task.name}/test`, set, idx, sel.map, sel.classNames, size, channels, task.fit);
 }
 
 /** Load, select, limit, split, preprocess and standardise one task's data (steps at the top of this file). */
@@ -194,12 +200,17 @@ export function loadTaskData(task: TaskConfig, configDir: string, opts: LoadOpti
   if (pool.length === 0) throw new Error(`task "${task.name}": no training examples left after class selection`);
   const [trainPos, valPos] = splitIndices(pool.length, { fractions: [1 - task.validation, task.validation] }, opts.seed ^ SEED_VAL_SPLIT);
   const ch = opts.inputChannels;
+  const testIdx = testIndices(task, rawTest, sel, opts.seed);
+  checkSplits(task, pool.length, trainPos.length, valPos.length, testIdx.length, size, ch);
   const mk = (split: string, set: LabelledImages, idx: Int32Array) => build(`${task.name}/${split}`, set, idx, sel.map, sel.classNames, size, ch, task.fit);
   const train = mk('train', rawTrain, gather(pool, trainPos));
   const val = mk('val', rawTrain, gather(pool, valPos));
-  const test = testSplit(task, rawTest, sel, size, ch, opts.seed);
+  const test = testSplit(task, rawTest, sel, size, ch, opts.seed, testIdx);
   if (!raw.unlabelled) checkTestClasses(task.name, sel.classNames, train.labels, test.labels, task.limit?.test ? `${raw.testField} and \`limit.test\`` : raw.testField, warn);
-  const stats: ChannelStats = task.normalize ? channelStats(train.images, ch) : { mean: new Array(ch).fill(0), std: new Array(ch).fill(1) };
+  const measured = task.normalize ? channelStats(train.images, ch) : { mean: new Array(ch).fill(0), std: new Array(ch).fill(1) };
+  // A constant channel (std 0) is not scaled, as `normalize` already does; recording 1 says so to
+  // every reader of the statistics (`predict` divides by them, a saved model requires them > 0).
+  const stats: ChannelStats = { mean: measured.mean, std: measured.std.map((s) => (s > 0 ? s : 1)) };
   if (task.normalize) for (const ds of [train, val, test]) normalize(ds.images, ch, stats);
   return { train, val, test, stats, ...(raw.unlabelled ? { unlabelled: true } : {}) };
 }
@@ -257,6 +268,32 @@ export function loadTestData(task: TaskConfig, configDir: string, opts: TestLoad
   const test = testSplit(task, set, selectionOf(task, set.classNames), size, ch, opts.seed);
   if (task.normalize) normalize(test.images, ch, opts.stats);
   return test;
+}
+
+/** The task's class selection, its errors naming the task and the fields (`classes`, `relabel`). */
+function selection(task: TaskConfig, classNames: string[], all: number[]) {
+  try {
+    return classSelection(classNames, task.classes ?? all, task.relabel);
+  } catch (e) {
+    throw new Error(`task "${task.name}": classes${task.relabel ? ' / relabel' : ''}: ${(e as Error).message.replace(/^selectClasses: /, '')}`);
+  }
+}
+
+/**
+ * Refuses splits that would make a result meaningless: an empty train or test set (accuracy on
+ * nothing prints as 0 %), a validation fraction that leaves no validation example (the "best"
+ * epoch would be picked on nothing; `validation: 0` says so explicitly and keeps the last epoch),
+ * and data that would not fit in memory once preprocessed to float32.
+ */
+function checkSplits(task: TaskConfig, pool: number, train: number, val: number, test: number, size: number, channels: number): void {
+  const t = `task "${task.name}"`;
+  if (train === 0) throw new Error(`${t}: validation ${task.validation} of ${pool} training examples leaves no training example; lower validation or add data`);
+  if (task.validation > 0 && val === 0)
+    throw new Error(`${t}: validation ${task.validation} of ${pool} training examples is an empty validation set; raise validation, or set it to 0 to train on everything and keep the last epoch`);
+  if (test === 0) throw new Error(`${t}: the test set is empty after class selection and limit.test (check the source's test data, classes and limit)`);
+  const bytes = (pool + test) * size * size * channels * 4;
+  if (bytes > LIMITS.datasetBytes)
+    throw new Error(`${t}: ${pool + test} images at inputSize ${size} would take ${(bytes / 2 ** 30).toFixed(1)} GiB as float32, more than the limit of ${LIMITS.datasetBytes / 2 ** 30} GiB; lower inputSize or set limit.train / limit.test`);
 }
 
 /** Load every task of a config; `configFile` is the config's path (relative data paths resolve against its folder). */

@@ -42,6 +42,9 @@ const DTYPES: Record<STDtype, { bytes: number; make: (n: number) => TensorData; 
 };
 
 const METADATA_KEY = '__metadata__';
+/** Bounds on what a header may claim (the format's own reference reader caps the header at 100 MB). */
+const MAX_HEADER_BYTES = 100_000_000;
+const MAX_DIMS = 16;
 
 /** Typed arrays are host-endian while the format is little-endian; we copy raw bytes, so refuse to run where that would be wrong. */
 function assertLittleEndianHost(): void {
@@ -128,6 +131,7 @@ export function decodeSafetensors(buf: Buffer, source: string): SafetensorsConte
   if (headerLen64 > BigInt(buf.length - 8)) {
     fail(`header length ${headerLen64} is beyond the file size (${buf.length} bytes); file is truncated or not safetensors`);
   }
+  if (headerLen64 > BigInt(MAX_HEADER_BYTES)) fail(`header length ${headerLen64} is more than the limit of ${MAX_HEADER_BYTES} bytes; not a file compnet wrote`);
   const headerLen = Number(headerLen64);
   let header: unknown;
   try {
@@ -155,7 +159,7 @@ export function decodeSafetensors(buf: Buffer, source: string): SafetensorsConte
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(`${what}: entry must be an object`);
     const { dtype, shape, data_offsets: offs } = raw as Record<string, unknown>;
     if (!isDtype(dtype)) fail(`${what}: unknown dtype ${JSON.stringify(dtype)} (supported: ${Object.keys(DTYPES).join(', ')})`);
-    if (!isShape(shape)) fail(`${what}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+    if (!isShape(shape) || shape.length > MAX_DIMS) fail(`${what}: shape must be an array of at most ${MAX_DIMS} non-negative integers, got ${JSON.stringify(shape)?.slice(0, 100)}`);
     if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0)) {
       fail(`${what}: data_offsets must be [begin, end] non-negative integers, got ${JSON.stringify(offs)}`);
     }

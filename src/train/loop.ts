@@ -273,7 +273,9 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
       const sc = score(perTask);
       // Only epochs after annealing may be kept: before it, the order has not hardened yet.
       const annealed = epoch / s.epochs >= s.annealFraction || epoch === s.epochs;
-      const isBest = annealed && sc > state.bestScore;
+      // Without validation data (`validation: 0`) no epoch is "best": the last one is kept.
+      const validated = spec.tasks.every((t) => spec.data.get(t)!.val.n > 0);
+      const isBest = validated && annealed && sc > state.bestScore;
       if (isBest) {
         state.bestScore = sc;
         state.bestEpoch = epoch;
