@@ -41,5 +41,5 @@ export { table, type Cell, type Align } from './report/table.js';
 /** The configuration `compnet demo` trains (three built-in tasks over one pool), for scripts that reproduce the demo. */
 export { demoConfig } from './cli/demoConfig.js';
 /** Load a saved model's orders and history, and write the inspection report (text, SVG/PNG pictures, HTML) that `compnet inspect` writes. */
-export { inspectModel, writeInspectReport, type ModelInspection } from './cli/inspectCommand.js';
+export { inspectModel, writeInspectReport, type ModelInspection } from './report/inspectReport.js';
 export { LIBRARY_VERSION } from './version.js';

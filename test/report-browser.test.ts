@@ -12,7 +12,7 @@ import { chromium } from 'playwright-core';
 import { CompNet } from '../src/model/network.js';
 import { Order } from '../src/model/order.js';
 import { saveModel } from '../src/io/savedModel.js';
-import { inspectModel, writeInspectReport } from '../src/cli/inspectCommand.js';
+import { inspectModel, writeInspectReport } from '../src/report/inspectReport.js';
 import { tinySpec, tmp } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';

@@ -9,7 +9,7 @@ import { trainFromConfig } from '../src/train/fromConfig.js';
 import { runLoop } from '../src/train/loop.js';
 import { trainStep } from '../src/train/step.js';
 import { parseConfig } from '../src/data/config.js';
-import { evalModel } from '../src/cli/commands.js';
+import { evalModel } from '../src/train/evalModel.js';
 import { silentReporter, type Reporter } from '../src/train/progress.js';
 import { splitDataset } from '../src/data/dataset.js';
 import { syntheticDataset, tinySpec, tmp } from './helpers.js';

@@ -81,9 +81,6 @@ export async function trainCommand(o: TrainCommandOptions): Promise<void> {
   await train(config, o.config, { ...o, distributed: groupOptions(o) });
 }
 
-/** Kept here for a while for code that imports it from the CLI; it lives in `train/evalModel.ts`. */
-export { evalModel };
-
 export function evalCommand(dir: string, o: { task?: string[]; threads?: number; data?: string }): void {
   setNumThreads(o.threads ?? 2);
   if (o.data !== undefined) {

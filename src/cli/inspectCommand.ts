@@ -4,7 +4,6 @@ import { inspectText } from '../report/inspect.js';
 import { inspectModel, writeInspectReport } from '../report/inspectReport.js';
 
 /** Kept for a while for code that imports them from here; they live in `report/inspectReport.ts`. */
-export { inspectModel, writeInspectReport, type ModelInspection } from '../report/inspectReport.js';
 
 /** Colour only for a terminal, and never when NO_COLOR is set (https://no-color.org). */
 const useColour = () => Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;

@@ -12,7 +12,7 @@
 import cliProgress from 'cli-progress';
 import { loadModel, type Manifest } from '../io/savedModel.js';
 import type { CompNet } from '../model/network.js';
-import type { TaskDataRecord } from '../train/fromConfig.js';
+import type { TaskDataRecord } from '../data/record.js';
 import { toTensorData, type PreprocessOptions } from '../data/preprocess.js';
 import { isFailure, listInputs, readInputs, type InputImage } from '../data/inputs.js';
 import { setNumThreads } from '../torch/index.js';

@@ -3,4 +3,4 @@
  * (source, seed, input size) reloads its splits. Kept as its own module so that when the loader
  * moves (to `src/data/record.ts`) only this line changes.
  */
-export { loadRecordedData, type TaskDataRecord } from '../train/fromConfig.js';
+export { loadRecordedData, type TaskDataRecord } from '../data/record.js';

@@ -20,12 +20,6 @@ import { Checkpoint } from './checkpoint.js';
 import { checkResume, type RunRecord } from './resumeCheck.js';
 import { DataParallel } from './distributed.js';
 
-/** Kept here for a while for code that imports it from training; the record lives in `data/record.ts`. */
-export { loadRecordedData, type TaskDataRecord } from '../data/record.js';
-
-export function specFromConfig(c: Config): ModelSpec {
-  return specOf(c.model);
-}
 
 export interface TrainFromConfigOptions {
   /** Output model directory. */
@@ -92,7 +86,7 @@ async function trainLocked(config: Config, configFile: string, o: TrainFromConfi
     data.set(task.name, loadRecordedData(rec));
   }
   const run = runRecord(config, records);
-  const spec = specFromConfig(config);
+  const spec = specOf(config.model);
   const settings: MultitaskSettings = config.train; // the `train` section is the settings
   const ckpt = new Checkpoint(join(o.out, 'checkpoint'));
   if (main) ckpt.clean();
