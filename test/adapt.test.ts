@@ -14,7 +14,7 @@ import { trainFromConfig } from '../src/train/fromConfig.js';
 import { silentReporter } from '../src/train/progress.js';
 import { splitDataset, type Dataset } from '../src/data/dataset.js';
 import { Rng } from '../src/data/rng.js';
-import { syntheticDataset, tinySpec, tmp } from './helpers.js';
+import { syntheticDataset, tensorState, tinySpec, tmp } from './helpers.js';
 
 T.setNumThreads(1);
 
@@ -53,14 +53,7 @@ function baseDir(): Promise<string> {
 }
 const base = async () => loadModel(await baseDir()).net;
 
-const flat = (net: CompNet) => {
-  const s = net.state();
-  const out: Record<string, number[]> = {};
-  for (const [k, t] of Object.entries(s.shared)) out[`shared/${k}`] = Array.from(t.toFloat32());
-  for (const [task, ts] of Object.entries(s.tasks)) for (const [k, t] of Object.entries(ts)) out[`${task}/${k}`] = Array.from(t.toFloat32());
-  for (const [h, ts] of Object.entries(s.heads)) for (const [k, t] of Object.entries(ts)) out[`head:${h}/${k}`] = Array.from(t.toFloat32());
-  return out;
-};
+const flat = tensorState;
 const taskState = (net: CompNet, task: string) => Object.fromEntries(Object.entries(flat(net)).filter(([k]) => k.startsWith(`${task}/`)));
 const logitsOf = (net: CompNet, task: string, ds: Dataset) =>
   T.noGrad(() => T.tidy(() => Array.from(net.forward(task, T.tensor(ds.images, [ds.n, ds.size, ds.size, ds.channels]), { mode: 'hard' }).toFloat32())));

@@ -93,3 +93,34 @@ export function assertFusedTrainingMatches(spec: ModelSpec, settings: [FusionSet
   x.dispose();
   y.dispose();
 }
+
+/** Every tensor of a network as numbers, by part and name (`shared/stem`, `<task>/order`, `head:<head>/weight`): to compare whole networks. */
+export function tensorState(net: CompNet): Record<string, number[]> {
+  const s = net.state();
+  const out: Record<string, number[]> = {};
+  for (const [k, t] of Object.entries(s.shared)) out[`shared/${k}`] = Array.from(t.toFloat32());
+  for (const [task, ts] of Object.entries(s.tasks)) for (const [k, t] of Object.entries(ts)) out[`${task}/${k}`] = Array.from(t.toFloat32());
+  for (const [h, ts] of Object.entries(s.heads)) for (const [k, t] of Object.entries(ts)) out[`head:${h}/${k}`] = Array.from(t.toFloat32());
+  return out;
+}
+
+/**
+ * Central finite differences of `loss()` with respect to a few entries of `param`, against the
+ * analytic gradient (float64 throughout).
+ */
+export function gradCheck(param: T.Tensor, loss: () => number, analytic: Float64Array, entries: number[], what = 'entry'): void {
+  const eps = 1e-6;
+  const base = param.data() as Float64Array;
+  for (const i of entries) {
+    const at = (d: number) => {
+      const v = Float64Array.from(base);
+      v[i]! += d;
+      T.tidy(() => param.assign(T.tensor(v, param.shape)));
+      return loss();
+    };
+    const numeric = (at(eps) - at(-eps)) / (2 * eps);
+    T.tidy(() => param.assign(T.tensor(base, param.shape)));
+    const a = analytic[i]!;
+    assert.ok(Math.abs(numeric - a) <= 1e-6 + 1e-5 * Math.abs(a), `${what}[${i}]: numeric ${numeric} vs analytic ${a}`);
+  }
+}

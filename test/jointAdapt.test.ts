@@ -11,7 +11,7 @@ import { jointAdapt, type JointAdaptOptions } from '../src/train/jointAdapt.js';
 import type { TaskSplits } from '../src/train/loop.js';
 import { splitDataset, type Dataset } from '../src/data/dataset.js';
 import { Rng } from '../src/data/rng.js';
-import { syntheticDataset, tinySpec } from './helpers.js';
+import { syntheticDataset, tensorState, tinySpec } from './helpers.js';
 
 T.setNumThreads(1);
 
@@ -36,15 +36,7 @@ function base(): CompNet {
   return net;
 }
 
-/** Every tensor of the network by name, as numbers. */
-function flat(net: CompNet): Record<string, number[]> {
-  const s = net.state();
-  const out: Record<string, number[]> = {};
-  for (const [k, t] of Object.entries(s.shared)) out[`shared/${k}`] = Array.from(t.toFloat32());
-  for (const [task, ts] of Object.entries(s.tasks)) for (const [k, t] of Object.entries(ts)) out[`${task}/${k}`] = Array.from(t.toFloat32());
-  for (const [h, ts] of Object.entries(s.heads)) for (const [k, t] of Object.entries(ts)) out[`head:${h}/${k}`] = Array.from(t.toFloat32());
-  return out;
-}
+const flat = tensorState;
 
 async function run(o: Partial<JointAdaptOptions> = {}, data = target()) {
   const net = base();

@@ -9,7 +9,7 @@ import * as T from '../src/torch/index.js';
 import { CompNet } from '../src/model/network.js';
 import { Order } from '../src/model/order.js';
 import { loadModel, saveModel } from '../src/io/savedModel.js';
-import { assertClose, syntheticDataset, tinySpec, tmp } from './helpers.js';
+import { assertClose, gradCheck, syntheticDataset, tinySpec, tmp } from './helpers.js';
 import type { ModelSpec } from '../src/model/types.js';
 
 const labels4 = ['a', 'b', 'c', 'd'];
@@ -30,23 +30,6 @@ function mixtureNet(over: Partial<ModelSpec> = {}, dtype: 'float32' | 'float64' 
   return net;
 }
 
-/** Central finite differences of `loss()` for a few entries of `param`, against the analytic gradient (float64). */
-function gradCheck(param: T.Tensor, loss: () => number, analytic: Float64Array, entries: number[], what: string): void {
-  const eps = 1e-6;
-  const base = param.data() as Float64Array;
-  for (const i of entries) {
-    const at = (d: number) => {
-      const v = Float64Array.from(base);
-      v[i]! += d;
-      T.tidy(() => param.assign(T.tensor(v, param.shape)));
-      return loss();
-    };
-    const numeric = (at(eps) - at(-eps)) / (2 * eps);
-    T.tidy(() => param.assign(T.tensor(base, param.shape)));
-    const a = analytic[i]!;
-    assert.ok(Math.abs(numeric - a) <= 1e-6 + 1e-5 * Math.abs(a), `${what}[${i}]: numeric ${numeric} vs analytic ${a}`);
-  }
-}
 
 for (const mixing of ['weight', 'output'] as const) {
   test(`template mixing (${mixing}): finite-difference gradients of template convolutions, template batch-norm scale and bias, and mixture logits`, () => {

@@ -4,7 +4,7 @@ import * as T from '../src/torch/index.js';
 import { CompNet } from '../src/model/network.js';
 import { Pool } from '../src/model/pool.js';
 import { Order } from '../src/model/order.js';
-import { tinySpec } from './helpers.js';
+import { gradCheck, tinySpec } from './helpers.js';
 import type { ModelSpec } from '../src/model/types.js';
 
 const labels4 = ['a', 'b', 'c', 'd'];
@@ -16,26 +16,6 @@ function tinyNet(over: Partial<ModelSpec> = {}, dtype: 'float32' | 'float64' = '
   return net;
 }
 
-/**
- * Central finite differences of `loss()` with respect to a few entries of `param`, against the
- * analytic gradient (float64 throughout).
- */
-function gradCheck(param: T.Tensor, loss: () => number, analytic: Float64Array, entries: number[]): void {
-  const eps = 1e-6;
-  const base = param.data() as Float64Array;
-  for (const i of entries) {
-    const perturbed = (d: number) => {
-      const v = Float64Array.from(base);
-      v[i]! += d;
-      T.tidy(() => param.assign(T.tensor(v, param.shape)));
-      return loss();
-    };
-    const numeric = (perturbed(eps) - perturbed(-eps)) / (2 * eps);
-    T.tidy(() => param.assign(T.tensor(base, param.shape)));
-    const a = analytic[i]!;
-    assert.ok(Math.abs(numeric - a) <= 1e-6 + 1e-5 * Math.abs(a), `entry ${i}: numeric ${numeric} vs analytic ${a}`);
-  }
-}
 
 for (const mixing of ['weight', 'output'] as const) {
   test(`finite-difference gradients with ${mixing} mixing: block weights and order logits`, () => {

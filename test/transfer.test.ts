@@ -7,7 +7,7 @@ import { transferTask, parseTrainParts, type TrainPart } from '../src/train/tran
 import type { MultitaskSettings } from '../src/train/multitask.js';
 import { saveModel, loadModel, poolHash } from '../src/io/savedModel.js';
 import { splitDataset } from '../src/data/dataset.js';
-import { syntheticDataset, tinySpec, tmp } from './helpers.js';
+import { syntheticDataset, tensorState, tinySpec, tmp } from './helpers.js';
 import { formatEpoch, silentReporter, viewFor } from '../src/train/progress.js';
 
 T.setNumThreads(1);
@@ -28,14 +28,7 @@ function newTask(seed: number) {
   return { train: train!, val: val!, test: val! };
 }
 
-const snapshot = (net: CompNet) => {
-  const s = net.state();
-  const flat: Record<string, number[]> = {};
-  for (const [k, t] of Object.entries(s.shared)) flat[`shared/${k}`] = Array.from(t.toFloat32());
-  for (const [task, ts] of Object.entries(s.tasks)) for (const [k, t] of Object.entries(ts)) flat[`${task}/${k}`] = Array.from(t.toFloat32());
-  for (const [h, ts] of Object.entries(s.heads)) for (const [k, t] of Object.entries(ts)) flat[`head:${h}/${k}`] = Array.from(t.toFloat32());
-  return flat;
-};
+const snapshot = tensorState;
 
 for (const parts of [['order', 'head'], ['order', 'patch', 'head'], ['patch', 'head'], ['head']] as TrainPart[][]) {
   test(`transfer (${parts.join(',')}) leaves the pool and every existing task bit-identical`, async () => {

@@ -9,22 +9,14 @@ import type { CompNet } from '../model/network.js';
 import { Order } from '../model/order.js';
 import type { Manifest } from '../io/savedModel.js';
 import type { ModelSpec } from '../model/types.js';
-import { inspectOrders, type Inspection, type TaskHistory } from '../report/inspect.js';
+import { inspectOrders, type Inspection, type TaskHistory, type TaskInspection } from '../report/inspect.js';
 import { specLine } from '../report/summary.js';
 
-export interface TaskView {
-  name: string;
+/** A task as the viewer shows it: what `inspect` reports of its mixture, plus what the pages need besides. */
+export interface TaskView extends Omit<TaskInspection, 'usage' | 'test'> {
   labels: string[];
   head: string;
   inputSize: number;
-  tau: number;
-  /** Mixing weights at the task's temperature, `[L][N]`. */
-  weights: number[][];
-  /** Hard readout, 1-based blocks. */
-  hard: number[];
-  order: string;
-  entropy: number[];
-  meanEntropy: number;
   /** The task's own parameters (order logits, batch-norm patch, head unless shared). */
   cost: { order: number; patch: number; head: number; total: number; shareOfModel: number };
   /** Test accuracy recorded in the manifest (`metrics.test`), soft and hard readout. */
@@ -77,17 +69,12 @@ export function modelView(net: CompNet, manifest: Manifest, dir: string): ModelV
     const c = counts.tasks[t.name]!;
     const info = net.task(t.name).info;
     const editedFrom = (entry.metrics as { editedFrom?: unknown } | undefined)?.editedFrom;
+    const { usage: _usage, test: _test, ...shown } = t;
     return {
-      name: t.name,
+      ...shown,
       labels: info.labels,
       head: info.head,
       inputSize: info.inputSize,
-      tau: t.tau,
-      weights: t.weights,
-      hard: t.hard,
-      order: t.order,
-      entropy: t.entropy,
-      meanEntropy: t.meanEntropy,
       cost: { ...c, shareOfModel: c.total / counts.total },
       ...(t.test ? { accuracy: { soft: t.test.soft, hard: t.test.hard, n: t.test.n } } : {}),
       editable: entry.data !== undefined,
