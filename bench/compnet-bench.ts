@@ -600,7 +600,27 @@ function fused(): void {
   emit({ times, summaries: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, summarize(v)])) });
 }
 
-const parts: Record<string, () => void> = { reference, ceiling, compositional, multitask, memory, pipeline, profile, prototypes, evalplans, fused };
+/**
+ * What `compnet predict` does per batch, timed: `CompNet.predict` (normalisation, the cached plan of
+ * the task's soft mixture, softmax) on the demo's network (C = 32, N = 4, L = 6, 28x28 grey,
+ * template mixing), 256 images a call, as the CLI batches them. Images per second.
+ */
+function predict(): void {
+  const rounds = intArg(args, 'rounds', 3);
+  const warmup = intArg(args, 'warmup', 2);
+  const steps = intArg(args, 'steps', 10);
+  const batch = 256;
+  const net = CompNet.create({ inputChannels: 1, channels: 32, blocks: 4, steps: 6, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight' }, { seed: 0 });
+  net.addTask({ name: 't', labels: CLASSES, inputSize: 28, normalization: { mean: [0.1], std: [0.3] } });
+  const rng = new Rng(5);
+  const images = Float32Array.from({ length: batch * 28 * 28 }, () => rng.next());
+  const times = interleaved([{ name: 'predict', step: () => net.predict('t', images, batch) }], rounds, warmup, steps);
+  const s = summarize(times.predict!);
+  emit({ batch, times, summary: s, imagesPerSecond: (1000 * batch) / s.median, runs: net.evalPlans.cached('t')?.runs });
+  net.dispose();
+}
+
+const parts: Record<string, () => void> = { reference, ceiling, compositional, multitask, memory, pipeline, profile, prototypes, evalplans, fused, predict };
 const run = parts[part];
 if (!run) {
   console.error(`unknown --part '${part}' (have: ${Object.keys(parts).join(', ')})`);

@@ -8,7 +8,7 @@
  * training steps per reference run), --memory-steps N (default 1000), --memory-small (a smaller
  * network for the memory part), --json FILE (write every raw result; default
  * bench/results/latest.json), --threads N (default 2), --skip a,b (parts to leave out:
- * reference, frozen, ceiling, compositional, multitask, pipeline, memory, profile, prototypes,
+ * reference, frozen, ceiling, predict, compositional, multitask, pipeline, memory, profile, prototypes,
  * ablations, applied), --eval-plans off|folded|frozen (compnet's evaluation-plan mode in the reference part;
  * default: the library's).
  *
@@ -206,6 +206,17 @@ if (!skip.has('ceiling')) {
 }
 
 // 2. Compositional costs.
+if (!skip.has('predict')) {
+  progress('predict throughput (the demo network, template mixing)');
+  const pr = child('compnet', 'predict', quick ? ['--rounds', '1', '--warmup', '1', '--steps', '2'] : []);
+  results.predict = pr;
+  const s = pr.summary as Summary;
+  log(`## Predict throughput (compnet, \`CompNet.predict\` as \`compnet predict\` calls it: the demo's network, template mixing, ${pr.batch} images a call, ${s.n} calls; plan ${pr.runs})`);
+  log();
+  log(`${fmt(s)} ms per call: ${(pr.imagesPerSecond as number).toFixed(0)} images per second (median).`);
+  log();
+}
+
 if (!skip.has('compositional')) {
   progress('compositional costs (N=4, L=8)');
   const cp = child('compnet', 'compositional', ['--rounds', quick ? '1' : '3', '--warmup', quick ? '1' : '2', '--steps', quick ? '1' : '7']);
