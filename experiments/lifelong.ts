@@ -107,6 +107,8 @@ interface Pool {
   acc: number[];
   orders: string[];
   curve: number[];
+  /** Wall seconds of the joint training (for sizing a budget). */
+  seconds: number;
 }
 
 /** One new task learned by one mode (or from scratch). */
@@ -246,10 +248,11 @@ export async function main(argv: string[]): Promise<void> {
       data.set(name, d);
       net.addTask({ name, labels: d.train.classNames, inputSize: 28, normalization: d.stats }, { orderInit: TRAIN.orderInit, orderScale: TRAIN.orderInitScale, random: () => rng.next() });
     }
+    const t0 = performance.now();
     const jr = await trainMultitask(net, data, joint(seed, b.epochs));
     const jm = Object.values(jr.metrics);
-    const pool: Pool = { seed, pairs: ps.slice(0, 4).map(([a, c]) => `${CLASSES[a]} / ${CLASSES[c]}`), acc: jm.map((m) => modelAccuracy(net, m)), orders: jm.map((m) => m.order), curve: historyCurve(net, jr.history, [...data.keys()]) };
-    log(`  pool: ${pool.acc.map((a) => (100 * a).toFixed(1)).join(', ')}; ${curveText(pool.curve)}`);
+    const pool: Pool = { seed, pairs: ps.slice(0, 4).map(([a, c]) => `${CLASSES[a]} / ${CLASSES[c]}`), acc: jm.map((m) => modelAccuracy(net, m)), orders: jm.map((m) => m.order), curve: historyCurve(net, jr.history, [...data.keys()]), seconds: (performance.now() - t0) / 1000 };
+    log(`  pool: ${pool.acc.map((a) => (100 * a).toFixed(1)).join(', ')} (${pool.seconds.toFixed(0)} s); ${curveText(pool.curve)}`);
 
     const seedTransfers: Transfer[] = [];
     for (let k = 4; k < 4 + newTasks; k++) {

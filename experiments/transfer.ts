@@ -76,6 +76,8 @@ interface Row {
   keptStart: boolean;
   /** Validation accuracy: the start (before any step), then every epoch. */
   curve: number[];
+  /** Wall seconds of the transfer, selection included (for sizing a budget). */
+  seconds: number;
 }
 
 /** Up to `k` examples of every class (validation sets of few-shot tasks can be smaller than k per class). */
@@ -126,7 +128,7 @@ export async function main(argv: string[]): Promise<void> {
     const [epochs, batchSize] = regime === 'full' ? [fullEpochs, 64] : [shotEpochs, 32];
     return { ...trainDefaultsAt(method, TRANSFER_LR), epochs, seed, batchSize, minSteps };
   };
-  type Pretrained = { seed: number; acc: Record<string, number>; orders: Record<string, string>; curve: number[] };
+  type Pretrained = { seed: number; acc: Record<string, number>; orders: Record<string, string>; curve: number[]; seconds: number };
   /** rows[regime][task][mode] = per-seed rows. */
   type Rows = Record<Regime, Record<NewTask, Record<string, Row[]>>>;
   const run = startRun<RunRecord & { rows: Rows; pretrained: Pretrained[] }>('transfer', resultsName, args);
@@ -222,14 +224,16 @@ export async function main(argv: string[]): Promise<void> {
     const rng = new Rng(seed ^ 0x0dde);
     for (const [name, d] of pre) net.addTask({ name, labels: d.train.classNames, inputSize: 32, normalization: d.stats }, { orderInit: TRAIN.orderInit, orderScale: TRAIN.orderInitScale, random: () => rng.next() });
     log(`seed ${seed}: pretraining on ${[...pre.keys()].join(', ')}`);
+    const t0 = performance.now();
     const pr = await trainMultitask(net, pre, pretrainSettings(seed));
     const pool: Pretrained = {
       seed,
       acc: Object.fromEntries(Object.entries(pr.metrics).map(([t, x]) => [t, modelAccuracy(net, x)])),
       orders: Object.fromEntries(Object.entries(pr.metrics).map(([t, x]) => [t, x.order])),
       curve: historyCurve(net, pr.history, [...pre.keys()]),
+      seconds: (performance.now() - t0) / 1000,
     };
-    log(`  pretrained: ${Object.entries(pool.acc).map(([t, a]) => `${t} ${(100 * a).toFixed(1)}%`).join(', ')}; ${curveText(pool.curve)}`);
+    log(`  pretrained: ${Object.entries(pool.acc).map(([t, a]) => `${t} ${(100 * a).toFixed(1)}%`).join(', ')} (${pool.seconds.toFixed(0)} s); ${curveText(pool.curve)}`);
 
     const newData: Record<NewTask, TaskData> = {
       'fashion5-9': loadIdxTask('fashion5-9', IDX.fashion(), { ...load, limit: newLimit, classes: [5, 6, 7, 8, 9] }),
@@ -247,12 +251,13 @@ export async function main(argv: string[]): Promise<void> {
         const info = { name: task, labels: d.train.classNames, inputSize: 32, normalization: d.stats };
         let shared: TransferInit | undefined;
         for (const mode of MODES) {
+          const t1 = performance.now();
           const r = await transferTask(net, splits, { task: info, train: mode.parts, settings: transferSettings(seed, regime), init: shared ?? 'select', selectSteps });
           shared ??= r.init;
           const x = r.metrics!;
-          const row: Row = { acc: modelAccuracy(r.net, x), soft: x.soft, hard: x.hard, trainable: r.trainable.trainable, share: r.trainable.share, initialisedFrom: r.initialisedFrom, moved: x.changedSteps ?? 0, keptStart: r.keptStart, curve: transferCurve(r, task) };
+          const row: Row = { acc: modelAccuracy(r.net, x), soft: x.soft, hard: x.hard, trainable: r.trainable.trainable, share: r.trainable.share, initialisedFrom: r.initialisedFrom, moved: x.changedSteps ?? 0, keptStart: r.keptStart, curve: transferCurve(r, task), seconds: (performance.now() - t1) / 1000 };
           seedRows.push({ regime, task, mode: mode.name, row });
-          log(`  ${task} [${regime}] ${mode.name}: ${(100 * row.acc).toFixed(1)}% (${row.trainable} trainable, from ${row.initialisedFrom}, moved ${row.moved}${row.keptStart ? ', kept its start' : ''}); ${curveText(row.curve)}`);
+          log(`  ${task} [${regime}] ${mode.name}: ${(100 * row.acc).toFixed(1)}% (${row.trainable} trainable, from ${row.initialisedFrom}, moved ${row.moved}${row.keptStart ? ', kept its start' : ''}, ${row.seconds.toFixed(0)} s); ${curveText(row.curve)}`);
           if (r.net !== net) r.net.dispose();
           else net.removeTask(task);
         }
