@@ -3,7 +3,7 @@ import { execSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { ensureDir, writeFileAtomic, LIBRARY_VERSION, type Method } from '../src/index.js';
+import { ensureDir, writeFileAtomic, LIBRARY_VERSION, trainDefaults, METHOD_TRAIN_DEFAULTS, type CompNet, type EpochRecord, type Method, type TaskMetrics, type TransferResult } from '../src/index.js';
 
 export interface ExperimentArgs {
   quick: boolean;
@@ -200,4 +200,51 @@ export function resultsHeader(name: string, args: ExperimentArgs, done: number[]
     `Machine: ${machine()}; ${args.threads} libtorch thread(s)  `,
     `Wall time: ${(wallSeconds / 60).toFixed(1)} min, ${done.length} of ${args.seeds.length} seed(s) finished: ${done.join(', ')}${args.quick ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
   ];
+}
+
+// ---- Transfer experiments (E1 `lifelong`, E3 `transfer`): method-aware settings, curves, verdicts ----
+
+/**
+ * The method's training defaults at learning rate `lr`. Under `mixture` the logits learn at the
+ * weights' rate (the authors' single optimiser, METHOD.md), so they follow `lr`; under `hard` they
+ * keep their own group's rate.
+ */
+export function trainDefaultsAt(method: Method, lr: number): ReturnType<typeof trainDefaults> {
+  const d = trainDefaults(method);
+  return { ...d, lr, orderLr: METHOD_TRAIN_DEFAULTS[method].orderLr === 'lr' ? lr : d.orderLr };
+}
+
+/** A task's test accuracy under the model's evaluation mode (the soft mixture under `mixture`, the hard order under `hard`). */
+export function modelAccuracy(net: CompNet, m: Pick<TaskMetrics, 'soft' | 'hard'>): number {
+  return net.evalMode === 'soft' ? m.soft : m.hard;
+}
+
+/** A network's validation curve under the evaluation mode: per epoch, the mean over `tasks`. */
+export function historyCurve(net: CompNet, history: EpochRecord[], tasks: string[]): number[] {
+  const soft = net.evalMode === 'soft';
+  return history.map((h) => mean(tasks.map((t) => (soft ? h.tasks[t]!.valSoft : h.tasks[t]!.valHard))));
+}
+
+/**
+ * A transfer's validation curve: its start (scored before the first step, since transfer keeps the
+ * start unless an epoch beats it), then every epoch.
+ */
+export function transferCurve(r: TransferResult, task: string): number[] {
+  const start = r.net.evalMode === 'soft' ? r.start.valSoft : r.start.valHard;
+  return [start, ...historyCurve(r.net, r.loop.history, [task])];
+}
+
+/** The sentence that introduces a results file's curves: METHOD.md's rule, and how many curves break it. */
+export function curvesIntro(curves: number[][]): string {
+  const bad = curves.filter((c) => !convergence(c).converged).length;
+  return (
+    `Validation curves (METHOD.md's rule: the last 20 % of epochs add < 0.5 points). ` +
+    (bad ? `**${bad} of ${curves.length} network(s) were not shown to have converged: their numbers measure early training, not the method.**` : `All ${curves.length} converged.`)
+  );
+}
+
+/** What a target's verdict adds when a network behind it did not converge: '' when every one did. */
+export function notAResult(curves: number[][]): string {
+  const bad = curves.filter((c) => !convergence(c).converged).length;
+  return bad ? ` **Not a result: ${bad} of ${curves.length} network(s) behind it did not converge.**` : '';
 }
