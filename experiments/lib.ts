@@ -2,7 +2,7 @@
 import { execSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { ensureDir, writeFileAtomic, LIBRARY_VERSION, type Method } from '../src/index.js';
 
 export interface ExperimentArgs {
@@ -200,4 +200,45 @@ export function resultsHeader(name: string, args: ExperimentArgs, done: number[]
     `Machine: ${machine()}; ${args.threads} libtorch thread(s)  `,
     `Wall time: ${(wallSeconds / 60).toFixed(1)} min, ${done.length} of ${args.seeds.length} seed(s) finished: ${done.join(', ')}${args.quick ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
   ];
+}
+
+// ---- saved models and option flags (E4 `adapt`, E6 `organisation`) ------------------------------
+
+/** `--name a|b|…`: one of `choices`, or `fallback` when absent; anything else is an error naming the choices. */
+export function choiceFlag<T extends string>(args: ExperimentArgs, name: string, choices: readonly T[], fallback: T): T {
+  const i = args.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = args.argv[i + 1];
+  if (!choices.includes(v as T)) throw new Error(`--${name} must be one of ${choices.join(', ')}, got '${v}'`);
+  return v as T;
+}
+
+/** `--save DIR`: the folder under which an experiment saves its trained models (for `organisation`, E6), or undefined. */
+export function saveFlag(args: ExperimentArgs): string | undefined {
+  const i = args.argv.indexOf('--save');
+  if (i < 0) return undefined;
+  const dir = args.argv[i + 1];
+  if (!dir || dir.startsWith('--')) throw new Error('--save needs a folder: --save DIR');
+  return dir;
+}
+
+/**
+ * Where `--save DIR` puts one trained model: `DIR/<experiment>-<method>/[<part>/]seed-<K>`. E6
+ * reads the experiment back from the first folder's name (`savedModelOrigin`), so the task names'
+ * families are those of the experiment that trained them.
+ */
+export function savedModelDir(root: string, experiment: string, method: Method, seed: number, part?: string): string {
+  return join(root, `${experiment}-${method}`, ...(part ? [part] : []), `seed-${seed}`);
+}
+
+/** The experiment and method a model folder under a `--save` root came from (see `savedModelDir`), or undefined for another layout. */
+export function savedModelOrigin(root: string, dir: string): { experiment: string; method: Method } | undefined {
+  const first = relative(root, dir).split(sep)[0] ?? '';
+  const m = /^([a-z]+)-(mixture|hard)$/.exec(first);
+  return m ? { experiment: m[1]!, method: m[2] as Method } : undefined;
+}
+
+/** The commit the code ran at, as `resultsHeader` records it, for tables that are not a seeded run. */
+export function runCommit(): string {
+  return COMMIT;
 }
