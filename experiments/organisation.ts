@@ -28,7 +28,7 @@
  * `results/organisation[-quick]-<method>.md` and pictures of each experiment's first model beside it.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { loadModel, inspectModel, writeInspectReport, Rng, table, type Method } from '../src/index.js';
 import { parseArgs, intFlag, methodFlag, mean, std, machine, writeResults, log, experimentCommand, runCommit, savedModelOrigin } from './lib.js';
 
@@ -243,18 +243,18 @@ export async function main(argv: string[]): Promise<void> {
 
   // Per model: the tasks' mixtures, and the overlap matrix of each experiment's first model.
   const taskRows = models.flatMap((m) =>
-    m.tasks.map((t) => [m.dir.slice(root.length + 1), t.name, GROUPINGS.find((g) => g.experiment === m.experiment)!.family[t.name] ?? '(target)', t.entropy.toFixed(3), t.usage.map((u) => u.toFixed(2)).join(' '), t.hard]),
+    m.tasks.map((t) => [relative(root, m.dir), t.name, GROUPINGS.find((g) => g.experiment === m.experiment)!.family[t.name] ?? '(target)', t.entropy.toFixed(3), t.usage.map((u) => u.toFixed(2)).join(' '), t.hard]),
   );
   const firsts = [...new Set(models.map((m) => m.experiment))].map((e) => models.find((m) => m.experiment === e)!);
   const resultsName = `${args.quick ? 'organisation-quick' : 'organisation'}-${method}`;
   const matrices = firsts.flatMap((m) => {
     const s = similarity(m, 'overlap');
-    return [`**${m.dir.slice(root.length + 1)}** (overlap):`, '', table(['', ...m.tasks.map((t) => t.name)], m.tasks.map((t, r) => [t.name, ...s[r]!.map((v) => v.toFixed(2))]), { markdown: true }), ''];
+    return [`**${relative(root, m.dir)}** (overlap):`, '', table(['', ...m.tasks.map((t) => t.name)], m.tasks.map((t, r) => [t.name, ...s[r]!.map((v) => v.toFixed(2))]), { markdown: true }), ''];
   });
   const pictures = firsts.map((m) => {
     const rel = `${resultsName}/${m.experiment}`;
     writeInspectReport(new URL(`../results/${rel}/`, import.meta.url).pathname, inspectModel(m.dir), m.dir);
-    return `- ${m.experiment}, ${m.dir.slice(root.length + 1)}: [heat maps](${rel}/heatmaps.png), [template usage](${rel}/usage.png), [similarity](${rel}/similarity.png), [report](${rel}/index.html).`;
+    return `- ${m.experiment}, ${relative(root, m.dir)}: [heat maps](${rel}/heatmaps.png), [template usage](${rel}/usage.png), [similarity](${rel}/similarity.png), [report](${rel}/index.html).`;
   });
   const N = models[0]!.blocks;
   const md = [
