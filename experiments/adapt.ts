@@ -86,6 +86,7 @@ import {
   methodFlag,
   saveFlag,
   savedModelDir,
+  savedTraining,
   pm,
   mean,
   machine,
@@ -373,7 +374,10 @@ export async function main(argv: string[]): Promise<void> {
 
       // Joint adaptation: sources from scratch, the target's mixture aligned after every step.
       const net = CompNet.create(spec, { seed });
-      const rng = new Rng(seed ^ 0x0dde);
+      // Initial mixtures drawn afresh for every target, so that the three networks of a seed do not
+      // start their k-th source from one draw (E6 compares mixtures across them).
+      const initSeed = (seed ^ 0x0dde) + 1009 * TARGETS.indexOf(target);
+      const rng = new Rng(initSeed);
       for (const s of sources) net.addTask({ name: s, labels, head: 'digits', inputSize: 32, normalization: data.get(s)!.stats }, { orderInit: TRAIN.orderInit, orderScale: TRAIN.orderInitScale, random: () => rng.next() });
       const targetCurve: number[] = [];
       const reporter: Reporter = {
@@ -415,7 +419,7 @@ export async function main(argv: string[]): Promise<void> {
 
       // Source-combined, and AdaBN on it.
       const comb = CompNet.create(spec, { seed });
-      const crng = new Rng(seed ^ 0x0dde);
+      const crng = new Rng(initSeed);
       comb.addTask({ name: 'combined', labels, head: 'digits', inputSize: 32, normalization: { mean: [0, 0, 0], std: [1, 1, 1] } }, { orderInit: TRAIN.orderInit, orderScale: TRAIN.orderInitScale, random: () => crng.next() });
       const union = { train: concat('combined/train', sources.map((s) => data.get(s)!.train)), val: concat('combined/val', sources.map((s) => data.get(s)!.val)) };
       log(`  ${TITLE[target]}: training the source-combined network`);
@@ -440,7 +444,7 @@ export async function main(argv: string[]): Promise<void> {
         seconds: { joint: (tJoint - t0) / 1000, sourceFree: (tFree - tJoint) / 1000, combined: (performance.now() - tFree) / 1000 },
       });
       log(`  ${TITLE[target]}: sources on their own test sets: ${sources.map((s) => `${s} ${(100 * runs.at(-1)!.sourceTest[s]!).toFixed(1)}%`).join(', ')}`);
-      if (save) saveModel(net, savedModelDir(save, 'adapt', method, seed, `target-${target}`));
+      if (save) saveModel(net, savedModelDir(save, 'adapt', method, seed, `target-${target}`), savedTraining(jr.loop, seed));
       net.dispose();
       log(`  ${TITLE[target]} done in ${((performance.now() - t0) / 60000).toFixed(1)} min`);
       report();

@@ -3,7 +3,7 @@ import { execSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, relative, sep } from 'node:path';
-import { ensureDir, writeFileAtomic, LIBRARY_VERSION, type Method } from '../src/index.js';
+import { ensureDir, writeFileAtomic, LIBRARY_VERSION, type Method, type EpochRecord, type Order, type SaveInfo } from '../src/index.js';
 
 export interface ExperimentArgs {
   quick: boolean;
@@ -241,4 +241,13 @@ export function savedModelOrigin(root: string, dir: string): { experiment: strin
 /** The commit the code ran at, as `resultsHeader` records it, for tables that are not a seeded run. */
 export function runCommit(): string {
   return COMMIT;
+}
+
+/**
+ * What `--save` records with a trained model beside its tensors: the training history (so the
+ * inspection report can draw each mixture's evolution) and every task's initial mixture logits
+ * (`extra.initialOrders`), from which E6 measures how far each mixture moved from where it started.
+ */
+export function savedTraining(r: { history: EpochRecord[]; initialOrders: Record<string, Order> }, seed: number): SaveInfo {
+  return { seed, history: r.history, extra: { initialOrders: Object.fromEntries(Object.entries(r.initialOrders).map(([t, o]) => [t, Array.from(o.logits)])) } };
 }

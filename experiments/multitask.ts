@@ -18,7 +18,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { CompNet, Order, trainMultitask, trainDefaults, saveModel, type MultitaskSettings, type ModelSpec, type Method, type TaskData, torch, table, Rng } from '../src/index.js';
-import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, startRun, log, curveText, convergence, methodFlag, saveFlag, savedModelDir, type RunRecord } from './lib.js';
+import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, startRun, log, curveText, convergence, methodFlag, saveFlag, savedModelDir, savedTraining, type RunRecord } from './lib.js';
 import { IDX, cifar10, loadIdxTask, type IdxFiles } from './data.js';
 
 
@@ -160,7 +160,7 @@ export async function main(argv: string[]): Promise<void> {
         const pc = net.parameterCounts();
         total += pc.total;
         perTask += v.independent ? pc.total / TASKS.length : mean(tasks.map((t) => pc.tasks[t]!.total));
-        if (save && v.key === 'c') saveModel(net, savedModelDir(save, 'multitask', method, seed));
+        if (save && v.key === 'c') saveModel(net, savedModelDir(save, 'multitask', method, seed), savedTraining(r, seed));
         net.dispose();
       }
       run.seconds = (performance.now() - t1) / 1000;

@@ -21,7 +21,9 @@
  * (the joint target is left out): one domain's sources, i.e. by the images they are made from
  * (MNIST and MNIST on colour; MNIST-M and MNIST-M inverted; USPS), and, as a second grouping, by
  * appearance (grey: MNIST, USPS; colour: the other three). The pooled test takes E2's and E4's
- * first groupings together.
+ * first groupings together. A mixture that barely moved from its random start cannot show a
+ * family, so every task's movement (`1 − overlap` with its initial mixture, which `--save` records)
+ * is reported, and the pooled test is repeated on the initial mixtures as a control.
  *
  * `npm run experiment -- organisation [--method mixture|hard] [--models DIR] [--permutations N] [--quick]`:
  * DIR defaults to `runs/saved` (`runs/saved-quick` with `--quick`); writes
@@ -29,7 +31,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { loadModel, inspectModel, writeInspectReport, Rng, table, type Method } from '../src/index.js';
+import { loadModel, inspectModel, writeInspectReport, Order, Rng, table, type Method } from '../src/index.js';
 import { parseArgs, intFlag, methodFlag, mean, std, machine, writeResults, log, experimentCommand, runCommit, savedModelOrigin } from './lib.js';
 
 /** A family grouping of one experiment's task names; a task not named is left out. */
@@ -63,6 +65,10 @@ interface TaskMixture {
   hard: string;
   /** Mean weight of each template over the steps (template usage). */
   usage: number[];
+  /** The initial mixture's weights (temperature 1), where the model recorded it (`savedTraining`). */
+  initial?: number[];
+  /** `1 − overlap(initial, final)`: the template weight the task moved in training. */
+  moved?: number;
 }
 
 interface ModelMixtures {
@@ -94,8 +100,12 @@ function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return ab / Math.sqrt(aa * bb);
 }
 
-function similarity(m: ModelMixtures, kind: Similarity): number[][] {
-  return m.tasks.map((a) => m.tasks.map((b) => (kind === 'overlap' ? overlap(a.weights, b.weights, m.steps) : cosine(a.weights, b.weights))));
+/** Mixtures at the end of training, or as they started (the control: no family can show there). */
+type When = 'final' | 'initial';
+
+function similarity(m: ModelMixtures, kind: Similarity, when: When = 'final'): number[][] {
+  const w = (t: TaskMixture) => (when === 'final' ? t.weights : t.initial!);
+  return m.tasks.map((a) => m.tasks.map((b) => (kind === 'overlap' ? overlap(w(a), w(b), m.steps) : cosine(w(a), w(b)))));
 }
 
 /** One model under one grouping: its tasks that have a family, their labels and similarities. */
@@ -174,7 +184,8 @@ function modelDirs(root: string): string[] {
 
 /** A saved model's mixtures; its tensors are freed before returning. */
 function readMixtures(dir: string, experiment: string, method: Method): ModelMixtures {
-  const { net } = loadModel(dir);
+  const { net, manifest } = loadModel(dir);
+  const initial = manifest.extra?.initialOrders as Record<string, number[]> | undefined;
   try {
     if (net.spec.method !== method) throw new Error(`${dir}: a '${net.spec.method}' model in a folder for '${method}' models`);
     const { steps, blocks } = net.spec;
@@ -183,7 +194,8 @@ function readMixtures(dir: string, experiment: string, method: Method): ModelMix
       const tau = net.task(name).tau;
       const w = Array.from(o.weights(tau));
       const usage = Array.from({ length: blocks }, (_, b) => mean(Array.from({ length: steps }, (_, l) => w[l * blocks + b]!)));
-      return { name, weights: w, entropy: o.meanEntropy(tau), hard: o.toString(), usage };
+      const start = initial?.[name] && Array.from(new Order(steps, blocks, initial[name]).weights(1));
+      return { name, weights: w, entropy: o.meanEntropy(tau), hard: o.toString(), usage, ...(start ? { initial: start, moved: 1 - overlap(start, w, steps) } : {}) };
     });
     return { dir, experiment, steps, blocks, tasks };
   } finally {
@@ -191,11 +203,11 @@ function readMixtures(dir: string, experiment: string, method: Method): ModelMix
   }
 }
 
-function unitOf(m: ModelMixtures, g: Grouping): Unit {
-  const keep = m.tasks.map((t, i) => ({ i, f: g.family[t.name] })).filter((x) => x.f !== undefined);
-  const full = { overlap: similarity(m, 'overlap'), cosine: similarity(m, 'cosine') };
-  const pick = (s: number[][]) => keep.map((a) => keep.map((b) => s[a.i]![b.i]!));
-  return { labels: keep.map((x) => x.f!), sim: { overlap: pick(full.overlap), cosine: pick(full.cosine) } };
+/** One model under one grouping: its tasks that have a family; undefined for the control when one of them recorded no start. */
+function unitOf(m: ModelMixtures, g: Grouping, when: When): Unit | undefined {
+  const kept = { ...m, tasks: m.tasks.filter((t) => g.family[t.name] !== undefined) };
+  if (when === 'initial' && !kept.tasks.every((t) => t.initial)) return undefined;
+  return { labels: kept.tasks.map((t) => g.family[t.name]!), sim: { overlap: similarity(kept, 'overlap', when), cosine: similarity(kept, 'cosine', when) } };
 }
 
 const f3 = (xs: number[]) => `${mean(xs).toFixed(3)} ± ${std(xs).toFixed(3)}`;
@@ -218,14 +230,16 @@ export async function main(argv: string[]): Promise<void> {
       `organisation: no saved '${method}' models under ${root}; save them first with \`npm run experiment -- multitask --method ${method} --save ${root}\` and \`npm run experiment -- adapt --method ${method} --save ${root}\``,
     );
   log(`read ${models.length} '${method}' model(s) under ${root}`);
-  const unitsOf = (key: string) => {
+  const unitsOf = (key: string, when: When = 'final') => {
     const g = GROUPINGS.find((x) => x.key === key)!;
-    return models.filter((m) => m.experiment === g.experiment).map((m) => unitOf(m, g));
+    return models.filter((m) => m.experiment === g.experiment).flatMap((m) => unitOf(m, g, when) ?? []);
   };
   // The verdict reads the primary tests: each experiment's first grouping, and the two pooled.
   const tests = [
     ...GROUPINGS.map((g) => ({ title: g.title, primary: POOLED.includes(g.key), units: unitsOf(g.key) })),
-    { title: `pooled: ${POOLED.map((k) => k.toUpperCase()).join(' and ')} together (each model under its experiment's first grouping)`, primary: true, units: POOLED.flatMap(unitsOf) },
+    { title: `pooled: ${POOLED.map((k) => k.toUpperCase()).join(' and ')} together (each model under its experiment's first grouping)`, primary: true, units: POOLED.flatMap((k) => unitsOf(k)) },
+    // The control: the same pooled test on the mixtures the models started from.
+    { title: 'control: the pooled test on the initial mixtures (before training)', primary: false, units: POOLED.flatMap((k) => unitsOf(k, 'initial')) },
   ].map((t, k) => ({ title: t.title, primary: t.primary, overlap: familyTest(t.units, 'overlap', permutations, 0xe6 + k), cosine: familyTest(t.units, 'cosine', permutations, 0xe6 + k) }));
   const pText = (p: number) => (p < 0.001 ? p.toExponential(1) : p.toFixed(3));
   const testRows = tests.map((t) => {
@@ -243,7 +257,7 @@ export async function main(argv: string[]): Promise<void> {
 
   // Per model: the tasks' mixtures, and the overlap matrix of each experiment's first model.
   const taskRows = models.flatMap((m) =>
-    m.tasks.map((t) => [relative(root, m.dir), t.name, GROUPINGS.find((g) => g.experiment === m.experiment)!.family[t.name] ?? '(target)', t.entropy.toFixed(3), t.usage.map((u) => u.toFixed(2)).join(' '), t.hard]),
+    m.tasks.map((t) => [relative(root, m.dir), t.name, GROUPINGS.find((g) => g.experiment === m.experiment)!.family[t.name] ?? '(target)', t.entropy.toFixed(3), t.usage.map((u) => u.toFixed(2)).join(' '), t.moved === undefined ? '—' : t.moved.toFixed(3), t.hard]),
   );
   const firsts = [...new Set(models.map((m) => m.experiment))].map((e) => models.find((m) => m.experiment === e)!);
   const resultsName = `${args.quick ? 'organisation-quick' : 'organisation'}-${method}`;
@@ -257,6 +271,7 @@ export async function main(argv: string[]): Promise<void> {
     return `- ${m.experiment}, ${relative(root, m.dir)}: [heat maps](${rel}/heatmaps.png), [template usage](${rel}/usage.png), [similarity](${rel}/similarity.png), [report](${rel}/index.html).`;
   });
   const N = models[0]!.blocks;
+  const moved = models.flatMap((m) => m.tasks.flatMap((t) => (t.moved === undefined ? [] : [t.moved])));
   const md = [
     `# E6 — self-organisation: do related tasks share templates? (\`${method}\`)`,
     '',
@@ -274,9 +289,10 @@ export async function main(argv: string[]): Promise<void> {
     '',
     '## Every task\'s mixture',
     '',
-    `Entropy in nats (uniform: ln ${N} = ${Math.log(N).toFixed(3)}; one-hot: 0); usage = mean weight of each template over the steps.`,
+    `Entropy in nats (uniform: ln ${N} = ${Math.log(N).toFixed(3)}; one-hot: 0); usage = mean weight of each template over the steps; moved = 1 − overlap with the task's initial mixture, the template weight training moved (— where the model did not record its start). ` +
+      `Mean moved over the tasks that recorded it: ${moved.length ? f3(moved) : '—'}: a family effect can only come from mixtures that moved.`,
     '',
-    table(['model', 'task', 'family', 'mean step entropy', `usage (templates 1–${N})`, 'hard readout'], taskRows, { markdown: true }),
+    table(['model', 'task', 'family', 'mean step entropy', `usage (templates 1–${N})`, 'moved', 'hard readout'], taskRows, { markdown: true }),
     '',
     '## Overlap matrices (first model of each experiment)',
     '',
