@@ -265,7 +265,8 @@ export async function main(argv: string[]): Promise<void> {
     const s = similarity(m, 'overlap');
     return [`**${relative(root, m.dir)}** (overlap):`, '', table(['', ...m.tasks.map((t) => t.name)], m.tasks.map((t, r) => [t.name, ...s[r]!.map((v) => v.toFixed(2))]), { markdown: true }), ''];
   });
-  const pictures = firsts.map((m) => {
+  // A smoke test's pictures would only clutter results/ (1.5 MB of them); the tables say it ran.
+  const pictures = args.quick ? ['(not drawn with --quick)'] : firsts.map((m) => {
     const rel = `${resultsName}/${m.experiment}`;
     writeInspectReport(new URL(`../results/${rel}/`, import.meta.url).pathname, inspectModel(m.dir), m.dir);
     return `- ${m.experiment}, ${relative(root, m.dir)}: [heat maps](${rel}/heatmaps.png), [template usage](${rel}/usage.png), [similarity](${rel}/similarity.png), [report](${rel}/index.html).`;
