@@ -27,10 +27,11 @@
  *
  * `npm run experiment -- organisation [--method mixture|hard] [--models DIR] [--permutations N] [--quick]`:
  * DIR defaults to `runs/saved` (`runs/saved-quick` with `--quick`); writes
- * `results/organisation[-quick]-<method>.md` and pictures of each experiment's first model beside it.
+ * `results/organisation[-quick][-<basename of DIR, when given>]-<method>.md` and pictures of each
+ * experiment's first model beside it.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { loadModel, inspectModel, writeInspectReport, Order, Rng, table, type Method } from '../src/index.js';
 import { parseArgs, intFlag, methodFlag, mean, std, machine, writeResults, log, experimentCommand, runCommit, savedModelOrigin } from './lib.js';
 
@@ -260,7 +261,8 @@ export async function main(argv: string[]): Promise<void> {
     m.tasks.map((t) => [relative(root, m.dir), t.name, GROUPINGS.find((g) => g.experiment === m.experiment)!.family[t.name] ?? '(target)', t.entropy.toFixed(3), t.usage.map((u) => u.toFixed(2)).join(' '), t.moved === undefined ? '—' : t.moved.toFixed(3), t.hard]),
   );
   const firsts = [...new Set(models.map((m) => m.experiment))].map((e) => models.find((m) => m.experiment === e)!);
-  const resultsName = `${args.quick ? 'organisation-quick' : 'organisation'}-${method}`;
+  // Models read from another root (another budget's) get their own table: its name joins the results name.
+  const resultsName = `organisation${args.quick ? '-quick' : ''}${i >= 0 ? `-${basename(root)}` : ''}-${method}`;
   const matrices = firsts.flatMap((m) => {
     const s = similarity(m, 'overlap');
     return [`**${relative(root, m.dir)}** (overlap):`, '', table(['', ...m.tasks.map((t) => t.name)], m.tasks.map((t, r) => [t.name, ...s[r]!.map((v) => v.toFixed(2))]), { markdown: true }), ''];
