@@ -44,7 +44,7 @@
  * `npm run experiment -- adapt [--method mixture|hard] [--alignment moments|adversarial] [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--batch N] [--save DIR] [--resume]`:
  * `--train` training images per domain (default 6000; USPS has 7,291), `--epochs` (default 15),
  * `--batch` images per source per step (default 32, the authors'); results go to
- * `results/adapt[-<train>x<epochs>]-<method>[-adversarial].md`. `--save DIR` keeps every
+ * `results/adapt[-b<batch>][-<train>x<epochs>]-<method>[-adversarial].md` (the budget part when any of the three is given). `--save DIR` keeps every
  * joint-adapted network in `DIR/adapt-<method>/target-<target>/seed-<K>` for `organisation` (E6).
  */
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
