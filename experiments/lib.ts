@@ -2,8 +2,8 @@
 import { execSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
-import { ensureDir, writeFileAtomic, LIBRARY_VERSION, trainDefaults, METHOD_TRAIN_DEFAULTS, type CompNet, type EpochRecord, type Method, type TaskMetrics, type TransferResult } from '../src/index.js';
+import { join, relative, sep } from 'node:path';
+import { ensureDir, writeFileAtomic, LIBRARY_VERSION, trainDefaults, METHOD_TRAIN_DEFAULTS, type CompNet, type EpochRecord, type Method, type Order, type SaveInfo, type TaskMetrics, type TransferResult } from '../src/index.js';
 
 export interface ExperimentArgs {
   quick: boolean;
@@ -247,4 +247,54 @@ export function curvesIntro(curves: number[][]): string {
 export function notAResult(curves: number[][]): string {
   const bad = curves.filter((c) => !convergence(c).converged).length;
   return bad ? ` **Not a result: ${bad} of ${curves.length} network(s) behind it did not converge.**` : '';
+}
+
+// ---- saved models and option flags (E4 `adapt`, E6 `organisation`) ------------------------------
+
+/** `--name a|b|…`: one of `choices`, or `fallback` when absent; anything else is an error naming the choices. */
+export function choiceFlag<T extends string>(args: ExperimentArgs, name: string, choices: readonly T[], fallback: T): T {
+  const i = args.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = args.argv[i + 1];
+  if (!choices.includes(v as T)) throw new Error(`--${name} must be one of ${choices.join(', ')}, got '${v}'`);
+  return v as T;
+}
+
+/** `--save DIR`: the folder under which an experiment saves its trained models (for `organisation`, E6), or undefined. */
+export function saveFlag(args: ExperimentArgs): string | undefined {
+  const i = args.argv.indexOf('--save');
+  if (i < 0) return undefined;
+  const dir = args.argv[i + 1];
+  if (!dir || dir.startsWith('--')) throw new Error('--save needs a folder: --save DIR');
+  return dir;
+}
+
+/**
+ * Where `--save DIR` puts one trained model: `DIR/<experiment>-<method>/[<part>/]seed-<K>`. E6
+ * reads the experiment back from the first folder's name (`savedModelOrigin`), so the task names'
+ * families are those of the experiment that trained them.
+ */
+export function savedModelDir(root: string, experiment: string, method: Method, seed: number, part?: string): string {
+  return join(root, `${experiment}-${method}`, ...(part ? [part] : []), `seed-${seed}`);
+}
+
+/** The experiment and method a model folder under a `--save` root came from (see `savedModelDir`), or undefined for another layout. */
+export function savedModelOrigin(root: string, dir: string): { experiment: string; method: Method } | undefined {
+  const first = relative(root, dir).split(sep)[0] ?? '';
+  const m = /^([a-z]+)-(mixture|hard)$/.exec(first);
+  return m ? { experiment: m[1]!, method: m[2] as Method } : undefined;
+}
+
+/** The commit the code ran at, as `resultsHeader` records it, for tables that are not a seeded run. */
+export function runCommit(): string {
+  return COMMIT;
+}
+
+/**
+ * What `--save` records with a trained model beside its tensors: the training history (so the
+ * inspection report can draw each mixture's evolution) and every task's initial mixture logits
+ * (`extra.initialOrders`), from which E6 measures how far each mixture moved from where it started.
+ */
+export function savedTraining(r: { history: EpochRecord[]; initialOrders: Record<string, Order> }, seed: number): SaveInfo {
+  return { seed, history: r.history, extra: { initialOrders: Object.fromEntries(Object.entries(r.initialOrders).map(([t, o]) => [t, Array.from(o.logits)])) } };
 }

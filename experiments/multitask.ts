@@ -11,13 +11,14 @@
  * batches as its independent network. `--method mixture` (default: template mixing, accuracy of
  * the soft mixture) or `--method hard` (version 1, accuracy of the hard order).
  *
- * `npm run experiment -- multitask [--method mixture|hard] [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--resume]`
+ * `npm run experiment -- multitask [--method mixture|hard] [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--save DIR] [--resume]`
  * (`--train`: training images per task; a run with either budget flag writes
- * `results/multitask-<train>x<epochs>-<method>.md`; the default budget `results/multitask-<method>.md`).
+ * `results/multitask-<train>x<epochs>-<method>.md`; the default budget `results/multitask-<method>.md`;
+ * `--save DIR`: each seed's compnet network (c) is saved to `DIR/multitask-<method>/seed-<K>` for `organisation`, E6).
  */
 import { pathToFileURL } from 'node:url';
-import { CompNet, Order, trainMultitask, trainDefaults, type MultitaskSettings, type ModelSpec, type Method, type TaskData, torch, table, Rng } from '../src/index.js';
-import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, startRun, log, curveText, convergence, methodFlag, type RunRecord } from './lib.js';
+import { CompNet, Order, trainMultitask, trainDefaults, saveModel, type MultitaskSettings, type ModelSpec, type Method, type TaskData, torch, table, Rng } from '../src/index.js';
+import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, startRun, log, curveText, convergence, methodFlag, saveFlag, savedModelDir, savedTraining, type RunRecord } from './lib.js';
 import { IDX, cifar10, loadIdxTask, type IdxFiles } from './data.js';
 
 
@@ -69,6 +70,7 @@ export async function main(argv: string[]): Promise<void> {
   // at every step); `--train/--epochs` buy more steps where the machine allows.
   const method = methodFlag(args);
   const TRAIN = trainDefaults(method);
+  const save = saveFlag(args);
   const b = budget(args, 'multitask', { train: 1000, epochs: 3 }, { train: 400, epochs: 1 });
   const { train, epochs } = b;
   // The method is always in the name: the tables of both methods sit side by side.
@@ -158,6 +160,7 @@ export async function main(argv: string[]): Promise<void> {
         const pc = net.parameterCounts();
         total += pc.total;
         perTask += v.independent ? pc.total / TASKS.length : mean(tasks.map((t) => pc.tasks[t]!.total));
+        if (save && v.key === 'c') saveModel(net, savedModelDir(save, 'multitask', method, seed), savedTraining(r, seed));
         net.dispose();
       }
       run.seconds = (performance.now() - t1) / 1000;

@@ -32,6 +32,7 @@ export { trainStep } from './train/step.js';
 export { evaluate, recalibrate, taskMetrics, type TaskMetrics } from './train/evaluate.js';
 export { transferTask, parseTrainParts, type TrainPart, type TransferOptions, type TransferResult, type TransferInit, type OrderLearning } from './train/transfer.js';
 export { adaptTarget, objectiveValue, objectiveLoss, type AdaptOptions, type AdaptResult, type AdaptObjective } from './train/adapt.js';
+export { jointAdapt, type JointAdaptOptions, type JointAdaptResult, type Alignment } from './train/jointAdapt.js';
 export { consoleReporter, silentReporter, type Reporter } from './train/progress.js';
 export { summary, parameterTable, flopTable } from './report/summary.js';
 export { accuracyTable } from './report/accuracy.js';
