@@ -108,3 +108,24 @@ test('eval plans are rebuilt when parameters, statistics or the order change wit
   x.dispose();
   y.dispose();
 });
+
+test("an eval-mode straight-through pass is the hard order's, through the plans as without them", () => {
+  for (const method of ['hard', 'mixture'] as const) {
+    const n = CompNet.create(tinySpec({ method }), { seed: 8 });
+    // A mixture far from one-hot, so that soft and hard differ.
+    n.addTask({ name: 't', labels: labels4, inputSize: 6, normalization: norm1 }, { order: new Order(4, 3, [0.3, 0.1, 0.2, 0, 0.5, 0.1, 0.2, 0.2, 0, 0.4, 0.1, 0.3]) });
+    T.noGrad(() =>
+      T.tidy(() => {
+        const x = T.randn([3, 6, 6, 1]);
+        n.forward('t', x, { mode: 'soft', training: true });
+        n.forward('t', x, { mode: 'hard', training: true });
+        const run = (mode: 'hard' | 'soft' | 'straight-through', plans: EvalPlanMode) => ((n.evalPlans.mode = plans), Float64Array.from(n.forward('t', x, { mode }).toFloat32()));
+        const hard = run('hard', 'off');
+        assertClose(run('straight-through', 'folded'), hard, 1e-5, `${method}: straight-through with plans`);
+        assertClose(run('straight-through', 'off'), hard, 1e-5, `${method}: straight-through without plans`);
+        assert.ok(run('soft', 'off').some((v, i) => Math.abs(v - hard[i]!) > 1e-4), `${method}: the soft mixture differs, so the check can fail`);
+      }),
+    );
+    n.dispose();
+  }
+});

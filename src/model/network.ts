@@ -269,10 +269,12 @@ export class CompNet {
   forward(taskName: string, x: Tensor, o: ForwardOptions = {}): Tensor {
     const task = this.task(taskName);
     const mode = o.mode ?? 'soft';
-    // An eval-mode pass without gradients of one block per step runs the task's cached plan.
-    if (!o.training && this.evalPlans.mode !== 'off' && !gradEnabled() && (mode === 'hard' || this.spec.mixing === 'weight')) {
+    // An eval-mode pass without gradients of one block per step runs the task's cached plan;
+    // straight-through's forward is the hard order's.
+    const planned = mode === 'soft' ? 'soft' : 'hard';
+    if (!o.training && this.evalPlans.mode !== 'off' && !gradEnabled() && (planned === 'hard' || this.spec.mixing === 'weight')) {
       this.#checkInput(task, x);
-      return this.#evalPlan(taskName, task, mode === 'hard' ? 'hard' : 'soft', o.tau ?? 1).forward(x);
+      return this.#evalPlan(taskName, task, planned, o.tau ?? 1).forward(x);
     }
     const h = this.features(taskName, x, o);
     const head = this.heads.get(task.info.head)!;
