@@ -40,7 +40,7 @@ import type { Normalization, OrderMode } from '../model/types.js';
 import { batches, type Dataset } from '../data/dataset.js';
 import { runLoop, type EpochRecord, type LoopResult, type TaskSplits } from './loop.js';
 import type { MultitaskSettings } from './multitask.js';
-import { evaluate, recalibrate, taskMetrics, type TaskMetrics } from './evaluate.js';
+import { RECALIBRATION_BATCHES, evaluate, recalibrateBoth, taskMetrics, type TaskMetrics } from './evaluate.js';
 import type { TrainableSummary } from './transfer.js';
 import { blind, frozenExcept, meanOrder, resolveSources, setMeanPatch } from './shared.js';
 
@@ -239,7 +239,7 @@ function initTarget(net: CompNet, o: AdaptOptions, r: ReturnType<typeof resolveT
   );
   const task = net.task(name);
   task.tau = tau0;
-  return { net, name, task, d, withLabels: r.withLabels, sources, s, recal: s.recalibrationBatches ?? { epoch: 10, final: 50 }, tau0, reporter: o.reporter };
+  return { net, name, task, d, withLabels: r.withLabels, sources, s, recal: s.recalibrationBatches ?? RECALIBRATION_BATCHES, tau0, reporter: o.reporter };
 }
 
 /** The target's order and patch set to the mean of the sources `set`. */
@@ -250,8 +250,7 @@ function apply(g: Target, set: string[]): void {
 
 /** The target's soft (at `tau`) and hard statistics re-estimated on `batches` target training batches. */
 function statistics(g: Target, tau: number, batches: number): void {
-  recalibrate(g.net, g.name, g.d.train, { mode: 'soft', tau, maxBatches: batches, seed: g.s.seed });
-  recalibrate(g.net, g.name, g.d.train, { mode: 'hard', maxBatches: batches, seed: g.s.seed });
+  recalibrateBoth(g.net, g.name, g.d.train, { tau, maxBatches: batches, seed: g.s.seed });
 }
 
 /** The objective on the target's validation images, under the model's evaluation mode. */

@@ -68,6 +68,27 @@ export function recalibrate(
   });
 }
 
+/** How many batches re-estimate the statistics unless a loop's settings say: before each validation (`epoch`) and at the end (`final`). */
+export const RECALIBRATION_BATCHES = { epoch: 10, final: 50 } as const;
+
+/** Re-estimates both sets of `task`'s statistics on `ds`: the soft mixture's at `tau`, then the hard order's. */
+export function recalibrateBoth(net: CompNet, task: string, ds: Dataset, o: { tau: number; maxBatches: number; seed: number }): void {
+  recalibrate(net, task, ds, { mode: 'soft', tau: o.tau, maxBatches: o.maxBatches, seed: o.seed });
+  recalibrate(net, task, ds, { mode: 'hard', maxBatches: o.maxBatches, seed: o.seed });
+}
+
+/**
+ * A task's validation accuracy as the loop measures it after an epoch: the soft mixture at `tau`
+ * and the hard order, each after re-estimating its statistics on the training split.
+ */
+export function validationAccuracy(net: CompNet, task: string, d: { train: Dataset; val: Dataset }, o: { tau: number; maxBatches: number; seed: number }): { valSoft: number; valHard: number } {
+  recalibrate(net, task, d.train, { mode: 'soft', tau: o.tau, maxBatches: o.maxBatches, seed: o.seed });
+  const valSoft = evaluate(net, task, d.val, { mode: 'soft', tau: o.tau }).accuracy;
+  recalibrate(net, task, d.train, { mode: 'hard', maxBatches: o.maxBatches, seed: o.seed });
+  const valHard = evaluate(net, task, d.val, { mode: 'hard' }).accuracy;
+  return { valSoft, valHard };
+}
+
 /** The numbers reported for a trained task: soft vs hard accuracy and how hard the order is. */
 export interface TaskMetrics {
   /** Test accuracy under the soft mixture at the task's temperature. */

@@ -30,7 +30,7 @@ import { batches, type Batch, type Dataset } from '../data/dataset.js';
 import { Rng } from '../data/rng.js';
 import { runLoop, type LoopResult, type TaskSplits } from './loop.js';
 import type { MultitaskSettings } from './multitask.js';
-import { recalibrate, taskMetrics, type TaskMetrics } from './evaluate.js';
+import { RECALIBRATION_BATCHES, recalibrateBoth, taskMetrics, type TaskMetrics } from './evaluate.js';
 import type { TrainableSummary } from './transfer.js';
 import { blind, frozenExceptSync, meanOrder, resolveSources, setMeanPatch } from './shared.js';
 import { silentReporter, type Reporter } from './progress.js';
@@ -167,10 +167,8 @@ export async function jointAdapt(net: CompNet, data: TaskSplits, o: JointAdaptOp
   const target = net.task(name);
   target.tau = net.task(from[0]!).tau;
   setMeanPatch(net, name, from);
-  const recal = s.recalibrationBatches ?? { epoch: 10, final: 50 };
-  const statistics = (batchesN: number) => {
-    for (const mode of ['soft', 'hard'] as const) recalibrate(net, name, d.train, { mode, tau: target.tau, maxBatches: batchesN, seed: s.seed });
-  };
+  const recal = s.recalibrationBatches ?? RECALIBRATION_BATCHES;
+  const statistics = (batchesN: number) => recalibrateBoth(net, name, d.train, { tau: target.tau, maxBatches: batchesN, seed: s.seed });
   statistics(recal.epoch);
   const initialOrder = net.order(name);
   const targetOpt = new Optimizer([{ name: 'target mixture', params: [target.logits], lr: s.orderLr, weightDecay: 0 }], { kind: s.optimizer === 'sgd' ? 'sgd' : 'adam' });

@@ -14,7 +14,7 @@ import { batches, type Batch, type Dataset } from '../data/dataset.js';
 import { Rng } from '../data/rng.js';
 import type { TrainConfig } from '../data/config.js';
 import { temperature, lrMultiplier } from './schedule.js';
-import { evaluate, recalibrate } from './evaluate.js';
+import { RECALIBRATION_BATCHES, recalibrateBoth, validationAccuracy } from './evaluate.js';
 import { Snapshot } from './snapshot.js';
 import { silentReporter, type Reporter, type EpochLine } from './progress.js';
 import { trainStep } from './step.js';
@@ -176,7 +176,7 @@ function crossEntropyLoss(s: LoopSettings): TaskLoss {
 }
 
 /** The default score of an epoch: mean validation accuracy under the model's evaluation mode. */
-function meanAccuracy(soft: boolean): NonNullable<LoopSpec['score']> {
+export function meanAccuracy(soft: boolean): NonNullable<LoopSpec['score']> {
   return (r) => Object.values(r).reduce((a, v) => a + (soft ? v.valSoft : v.valHard), 0) / Object.keys(r).length;
 }
 
@@ -236,11 +236,7 @@ async function trainEpoch(net: CompNet, spec: LoopSpec, r: Run, epoch: number): 
 function validate(net: CompNet, spec: LoopSpec, tau: number, maxBatches: number, seed: number): EpochRecord['tasks'] {
   const perTask: EpochRecord['tasks'] = {};
   for (const task of spec.tasks) {
-    const d = spec.data.get(task)!;
-    recalibrate(net, task, d.train, { mode: 'soft', tau, maxBatches, seed });
-    const valSoft = evaluate(net, task, d.val, { mode: 'soft', tau }).accuracy;
-    recalibrate(net, task, d.train, { mode: 'hard', maxBatches, seed });
-    const valHard = evaluate(net, task, d.val, { mode: 'hard' }).accuracy;
+    const { valSoft, valHard } = validationAccuracy(net, task, spec.data.get(task)!, { tau, maxBatches, seed });
     const order = net.order(task);
     perTask[task] = { valSoft, valHard, entropy: order.meanEntropy(tau), order: order.toString(), logits: Array.from(order.logits) };
   }
@@ -259,7 +255,7 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
   const state: LoopState = spec.resume?.state ?? freshState(net, spec.tasks);
   if (spec.resume?.optimizerState) opt.loadState(spec.resume.optimizerState);
   state.optimizer = () => opt.state();
-  const recal = s.recalibrationBatches ?? { epoch: 10, final: 50 };
+  const recal = s.recalibrationBatches ?? RECALIBRATION_BATCHES;
   const score = spec.score ?? meanAccuracy(net.evalMode === 'soft');
   batchPartsOf(spec); // checked before any training
   let best: Snapshot | undefined = spec.resume?.best ? new Snapshot(spec.resume.best) : undefined;
@@ -293,8 +289,7 @@ export async function runLoop(net: CompNet, spec: LoopSpec): Promise<LoopResult>
     const tau = state.bestEpoch > 0 ? state.history.find((h) => h.epoch === state.bestEpoch)!.tau : epochTau(s, s.epochs);
     for (const task of spec.tasks) {
       const train = spec.data.get(task)!.train;
-      recalibrate(net, task, train, { mode: 'soft', tau, maxBatches: recal.final, seed: s.seed });
-      recalibrate(net, task, train, { mode: 'hard', maxBatches: recal.final, seed: s.seed });
+      recalibrateBoth(net, task, train, { tau, maxBatches: recal.final, seed: s.seed });
     }
     return {
       history: state.history,

@@ -27,10 +27,10 @@ import { Order } from '../model/order.js';
 import { noGrad, type Tensor } from '../torch/index.js';
 import type { TaskInfo } from '../model/types.js';
 import { Rng } from '../data/rng.js';
-import { runLoop, type LoopResult, type LoopSpec, type TaskSplits } from './loop.js';
+import { meanAccuracy, runLoop, type LoopResult, type LoopSpec, type TaskSplits } from './loop.js';
 import { frozenExcept } from './shared.js';
 import type { MultitaskSettings } from './multitask.js';
-import { evaluate, recalibrate, taskMetrics, type TaskMetrics } from './evaluate.js';
+import { RECALIBRATION_BATCHES, evaluate, recalibrate, recalibrateBoth, taskMetrics, validationAccuracy, type TaskMetrics } from './evaluate.js';
 import { silentReporter, type Reporter } from './progress.js';
 import { Snapshot } from './snapshot.js';
 
@@ -202,17 +202,6 @@ const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 type Validation = { valSoft: number; valHard: number };
 
 /** Re-estimates the task's soft (at `tau`) and hard batch-norm statistics on `batches` training batches, as the loop does. */
-function restats(net: CompNet, task: string, data: TaskSplits, tau: number, batches: number, seed: number): void {
-  recalibrate(net, task, data.train, { mode: 'soft', tau, maxBatches: batches, seed });
-  recalibrate(net, task, data.train, { mode: 'hard', maxBatches: batches, seed });
-}
-
-/** The task's validation accuracy as the loop measures it after an epoch: soft mixture at `tau`, hard order, statistics re-estimated for each. */
-function validate(net: CompNet, task: string, data: TaskSplits, tau: number, batches: number, seed: number): Validation {
-  restats(net, task, data, tau, batches, seed);
-  return { valSoft: evaluate(net, task, data.val, { mode: 'soft', tau }).accuracy, valHard: evaluate(net, task, data.val, { mode: 'hard' }).accuracy };
-}
-
 /**
  * Runs `train` (the loop, given the score it must use and a reporter) and keeps the best of the
  * start and every epoch on validation data: the start is scored first with the same score, and if
@@ -228,11 +217,10 @@ async function trainKeepingStart(
   inner: Reporter,
   train: (reporter: Reporter, score: (r: Record<string, Validation>) => number) => Promise<LoopResult>,
 ): Promise<Pick<TransferResult, 'loop' | 'start' | 'keptStart' | 'keptScore'>> {
-  const soft = net.evalMode === 'soft';
-  const score = (r: Record<string, Validation>) => Object.values(r).reduce((a, v) => a + (soft ? v.valSoft : v.valHard), 0) / Object.keys(r).length;
-  const recal = settings.recalibrationBatches ?? { epoch: 10, final: 50 };
+  const score = meanAccuracy(net.evalMode === 'soft');
+  const recal = settings.recalibrationBatches ?? RECALIBRATION_BATCHES;
   const tau0 = settings.tauStart;
-  const v0 = validate(net, task, data, tau0, recal.epoch, settings.seed);
+  const v0 = validationAccuracy(net, task, data, { tau: tau0, maxBatches: recal.epoch, seed: settings.seed });
   const start = { ...v0, score: score({ [task]: v0 }) };
   inner.log(`start (before training): validation ${pct(start.valSoft)} soft / ${pct(start.valHard)} hard`);
   const snapshot = new Snapshot(net);
@@ -247,7 +235,7 @@ async function trainKeepingStart(
     }
     snapshot.restore(net);
     net.task(task).tau = tau0;
-    restats(net, task, data, tau0, recal.final, settings.seed);
+    recalibrateBoth(net, task, data.train, { tau: tau0, maxBatches: recal.final, seed: settings.seed });
     return { loop, start, keptStart: true, keptScore: start.score };
   } finally {
     snapshot.dispose();
