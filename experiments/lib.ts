@@ -43,6 +43,15 @@ export function intFlag(args: ExperimentArgs, name: string, fallback: number): n
   return v;
 }
 
+/** A positive number flag `--name X`, or `fallback` when absent. */
+export function numberFlag(args: ExperimentArgs, name: string, fallback: number): number {
+  const i = args.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = Number(args.argv[i + 1]);
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number, got '${args.argv[i + 1]}'`);
+  return v;
+}
+
 /**
  * The training budget of an experiment: `--train N` images per task and `--epochs N`, with the
  * script's defaults (or its reduced `--quick` values). A run with a non-default budget writes
