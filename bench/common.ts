@@ -20,6 +20,24 @@ export const REFERENCE = {
   lr: 1e-3,
 } as const;
 
+/**
+ * The experiments' own shapes (issue 18): a training step each, on the reference's input, block
+ * and head (32x32x3, stride-2 stem to a 16x16 trunk, inverted residuals with expansion 4, kernel
+ * 3, ReLU6, 10 classes, batch 64 per task) at the experiments' width, under template mixing
+ * (`method: 'mixture'`). `mirrors` says which experiment's network and step each shape is: E2's
+ * four tasks (MNIST, Fashion-MNIST, USPS, CIFAR-10) on one network, `e2Spec(4, 'mixture')`; E5's
+ * deepest reuse, N = 4 templates at L = 16 steps, one task (CIFAR-10).
+ */
+export const EXPERIMENT = {
+  channels: 32,
+  shapes: {
+    e2: { tasks: 4, blocks: 4, steps: 4, mirrors: 'E2 (experiments/multitask.ts, variant (c))' },
+    e5: { tasks: 1, blocks: 4, steps: 16, mirrors: 'E5 (experiments/reuse.ts, variant (c))' },
+  },
+} as const;
+
+export type ExperimentShape = keyof typeof EXPERIMENT.shapes;
+
 export interface Summary {
   median: number;
   min: number;

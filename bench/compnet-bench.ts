@@ -9,6 +9,9 @@
  *   compositional  N=4, L=8: weight mixing (soft), output mixing (soft), hard order, straight-through,
  *                  template mixing (the default method, soft); inference of a soft mixture vs a hard order
  *   multitask      a step with 1, 2, 4, 8 tasks (one forward/backward per task, one optimizer step)
+ *   experiment     a training step at the experiments' own shapes (issue 18: E2's four tasks, E5's
+ *                  L = 16; template mixing, the experiments' optimizer), against the PyTorch
+ *                  reference's `--part experiment`
  *   memory         resident memory over training steps (the training loop's step, fresh batches)
  *   pipeline       time to build a batch (shuffled copy into a Float32Array + tensor creation)
  *   profile        time per native op inside a training step (wraps the binding's functions)
@@ -20,17 +23,19 @@
  *
  * The reference part takes --eval-plans off|folded and --fused <setting> (default: the library's
  * defaults); the fused part takes --settings a,b (default: all five). Both take the settings' old
- * names too (relu6, all, block, branch), as `CompNet.fusedBatchNorm` does.
+ * names too (relu6, all, block, branch), as `CompNet.fusedBatchNorm` does. The experiment part
+ * takes --shapes e2,e5 (default: both).
  *
  * Run it through `npm run bench` (bench/run.ts), which preloads jemalloc and alternates it with the
  * PyTorch reference; running it directly is for debugging.
  */
-import { CompNet, Order, Rng, batches, trainStep, fusionSetting, FUSION_SETTINGS, torch, type Dataset, type ModelSpec, type OrderMode } from '../src/index.js';
-import { REFERENCE as R, summarize, procStatusBytes, jemallocLoaded, parseArgs, intArg } from './common.js';
+import { CompNet, Order, Rng, batches, trainStep, trainDefaults, fusionSetting, FUSION_SETTINGS, torch, type Dataset, type ModelSpec, type OrderMode } from '../src/index.js';
+import { REFERENCE as R, EXPERIMENT, summarize, procStatusBytes, jemallocLoaded, parseArgs, intArg, type ExperimentShape } from './common.js';
 
 // The tensor layer through the public API's `torch` namespace, under the short names used below.
 type Tensor = torch.Tensor;
 type Optimizer = torch.Optimizer;
+type ParamGroup = torch.ParamGroup;
 const {
   tensor,
   labels: labelTensor,
@@ -84,8 +89,34 @@ interface Model {
   opt: Optimizer;
 }
 
-/** A network with `T` tasks and one Adam optimizer over every trainable tensor. */
-function model(s: ModelSpec, o: { tasks?: number; order?: number[]; seed?: number; orderInit?: 'random' | 'glorot' } = {}): Model {
+/** The optimizer `runLoop` makes (its kind), and the learning rates and weight decay of `trainMultitask`'s groups. */
+interface LoopRates {
+  optimizer: torch.OptimizerKind;
+  lr: number;
+  orderLr: number;
+  weightDecay: number;
+}
+
+/**
+ * The two groups `trainMultitask` (src/train/multitask.ts) gives its optimizer: the weights (shared
+ * tensors, the tasks' patches and heads) with weight decay, the mixture logits without. Rebuilt
+ * here because the loop makes its optimizer inside `runLoop`; the groups are what the experiments'
+ * steps update.
+ */
+function loopGroups(net: CompNet, tasks: string[], r: LoopRates): ParamGroup[] {
+  const own = tasks.map((t) => net.taskParameters(t));
+  const weights = [...new Set([...net.sharedParameters(), ...own.flatMap((p) => [...p.patch, ...p.head])])];
+  return [
+    { name: 'weights', params: weights, lr: r.lr, weightDecay: r.weightDecay },
+    { name: 'orders', params: own.flatMap((p) => p.order), lr: r.orderLr, weightDecay: 0 },
+  ];
+}
+
+/**
+ * A network with `T` tasks and one optimizer: Adam over every trainable tensor at the reference's
+ * rate, or, with `rates`, the training loop's optimizer in its groups (`loopGroups`).
+ */
+function model(s: ModelSpec, o: { tasks?: number; order?: number[]; seed?: number; orderInit?: 'random' | 'glorot'; rates?: LoopRates } = {}): Model {
   const net = CompNet.create(s, { seed: o.seed ?? 0 });
   const tasks = Array.from({ length: o.tasks ?? 1 }, (_, i) => `t${i}`);
   for (const name of tasks)
@@ -94,13 +125,19 @@ function model(s: ModelSpec, o: { tasks?: number; order?: number[]; seed?: numbe
       o.order ? { order: Order.fromSequence(o.order, s.blocks) } : { orderInit: o.orderInit ?? 'random' },
     );
   const params = [...net.sharedParameters(), ...tasks.flatMap((t) => Object.values(net.taskParameters(t)).flat())];
-  const unique = [...new Set(params)];
-  const opt = new Optimizer([{ name: 'all', params: unique, lr: R.lr }], { kind: 'adam' });
+  const groups = o.rates ? loopGroups(net, tasks, o.rates) : [{ name: 'all', params: [...new Set(params)], lr: R.lr }];
+  const opt = new Optimizer(groups, { kind: o.rates?.optimizer ?? 'adam' });
   return { net, tasks, opt };
 }
 
+/** A batch of images and their labels. */
+interface Labelled {
+  x: Tensor;
+  y: Tensor;
+}
+
 /** A fixed random batch: NHWC images and int64 labels (kept outside every scope). */
-function fixedBatch(seed = 1): { x: Tensor; y: Tensor } {
+function fixedBatch(seed = 1): Labelled {
   manualSeed(seed);
   const x = keep(randn([R.batch, R.inputSize, R.inputSize, R.inputChannels]));
   const rng = new Rng(seed);
@@ -108,9 +145,17 @@ function fixedBatch(seed = 1): { x: Tensor; y: Tensor } {
   return { x, y };
 }
 
-/** One training step of every task of `m` on the batch `x`, `y`: the library's `trainStep`, the one `runLoop` runs. */
+/**
+ * One training step of every task of `m`, task `i` on its own batch `data[i]`, as the training
+ * loop draws one batch per task: the library's `trainStep`, the one `runLoop` runs.
+ */
+function tasksStep(m: Model, data: readonly Labelled[], mode: OrderMode, entropyWeight = 0, tau = 1): number {
+  return trainStep(m.net, { tasks: m.tasks, batch: (_task, i) => ({ x: data[i]!.x, loss: (logits) => crossEntropy(logits, data[i]!.y) }), optimizer: m.opt, mode, tau, entropyWeight });
+}
+
+/** The same step with one batch `x`, `y` for every task. */
 function modelStep(m: Model, x: Tensor, y: Tensor, mode: OrderMode, entropyWeight = 0, tau = 1): number {
-  return trainStep(m.net, { tasks: m.tasks, batch: () => ({ x, loss: (logits) => crossEntropy(logits, y) }), optimizer: m.opt, mode, tau, entropyWeight });
+  return tasksStep(m, m.tasks.map(() => ({ x, y })), mode, entropyWeight, tau);
 }
 
 function time(fn: () => unknown): number {
@@ -270,6 +315,46 @@ function multitask(): void {
     steps,
   );
   emit({ N, L, mode: 'straight-through', counts, times, summaries: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, summarize(v)])) });
+}
+
+/** What the experiment part's steps are: the training loop's step under the `mixture` method's defaults. */
+function experimentSettings() {
+  const t = trainDefaults('mixture');
+  // `runLoop` selects straight-through from the fraction `straightThroughFrom` of training on and
+  // anneals tau from `tauStart` to `tauMin`; under `mixture` (1; 1 to 1) every step of a run is
+  // the soft mixture at tau 1. The loop's cosine learning-rate decay (one `setLr` per group and
+  // step) is left out: it changes no FLOP.
+  const mode: OrderMode = t.straightThroughFrom > 0 ? 'soft' : 'straight-through';
+  return { lr: t.lr, orderLr: t.orderLr, weightDecay: t.weightDecay, optimizer: t.optimizer, mode, tau: t.tauStart, entropyWeight: t.entropyWeight };
+}
+
+/**
+ * One experiment shape (common.ts, `EXPERIMENT`) as its experiment builds and trains it: the
+ * spec of `e2Spec` / `reuse.ts` (template mixing), tasks added with Glorot-uniform logits, the
+ * loop's optimizer groups, each task its own fixed batch, and the loop's step. Returns the step
+ * and the losses it has returned so far.
+ */
+function experimentModel(shape: ExperimentShape): { step: () => void; losses: number[] } {
+  const s = experimentSettings();
+  const { tasks, blocks, steps } = EXPERIMENT.shapes[shape];
+  const m = model(spec({ channels: EXPERIMENT.channels, blocks, steps, method: 'mixture' }), { tasks, orderInit: 'glorot', rates: s });
+  const data = m.tasks.map((_, i) => fixedBatch(1 + i));
+  const losses: number[] = [];
+  return { step: () => void losses.push(tasksStep(m, data, s.mode, s.entropyWeight, s.tau)), losses };
+}
+
+function experiment(): void {
+  const rounds = intArg(args, 'rounds', 3);
+  const warmup = intArg(args, 'warmup', 3);
+  const steps = intArg(args, 'steps', 10);
+  const names = (args.get('shapes') ?? Object.keys(EXPERIMENT.shapes).join(',')).split(',') as ExperimentShape[];
+  const unknown = names.filter((n) => !Object.hasOwn(EXPERIMENT.shapes, n));
+  if (unknown.length) throw new Error(`--shapes: unknown shape(s) ${unknown.join(', ')} (have: ${Object.keys(EXPERIMENT.shapes).join(', ')})`);
+  const models = names.map((name) => ({ name, ...experimentModel(name) }));
+  const times = interleaved(models, rounds, warmup, steps);
+  const summaries = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, summarize(v)]));
+  const losses = Object.fromEntries(models.map((m) => [m.name, { first: m.losses[0], last: m.losses[m.losses.length - 1] }]));
+  emit({ channels: EXPERIMENT.channels, batch: R.batch, shapes: Object.fromEntries(names.map((n) => [n, EXPERIMENT.shapes[n]])), settings: experimentSettings(), times, summaries, losses });
 }
 
 /** A synthetic dataset of 32x32x3 images (values in [0, 1)), as preprocessing leaves them. */
@@ -620,7 +705,7 @@ function predict(): void {
   net.dispose();
 }
 
-const parts: Record<string, () => void> = { reference, ceiling, compositional, multitask, memory, pipeline, profile, prototypes, evalplans, fused, predict };
+const parts: Record<string, () => void> = { reference, ceiling, compositional, multitask, experiment, memory, pipeline, profile, prototypes, evalplans, fused, predict };
 const run = parts[part];
 if (!run) {
   console.error(`unknown --part '${part}' (have: ${Object.keys(parts).join(', ')})`);

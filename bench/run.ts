@@ -1,16 +1,20 @@
 /**
  * `npm run bench`: compnet against a PyTorch reference on the same machine, side by side (issue 4).
  *
- *   npm run bench                 the full run (about 15 minutes on the 2-core machine)
+ *   npm run bench                 the full run (about 15 minutes on the 2-core machine, plus 2–3 for the experiment part)
  *   npm run bench -- --quick      a smoke version (under a minute): same code paths, few steps
  *
- * Options: --rounds N (alternations of the reference part, ≥ 3 for a real run), --steps N (timed
- * training steps per reference run), --memory-steps N (default 1000), --memory-small (a smaller
- * network for the memory part), --json FILE (write every raw result; default
- * bench/results/latest.json), --threads N (default 2), --skip a,b (parts to leave out:
- * reference, frozen, ceiling, predict, compositional, multitask, pipeline, memory, profile, prototypes,
- * ablations, applied), --eval-plans off|folded|frozen (compnet's evaluation-plan mode in the reference part;
- * default: the library's).
+ *   npm run bench -- --only experiment   one part alone (here the experiments' shapes, about 2–3 minutes)
+ *
+ * Options: --rounds N (alternations of the reference and experiment parts, ≥ 3 for a real run),
+ * --steps N (timed training steps per reference run, and per shape in each experiment run),
+ * --memory-steps N (default 1000), --memory-small (a smaller network for the memory part), --json
+ * FILE (write every raw result; default bench/results/latest.json, or only-<parts>.json with
+ * --only, so a partial run leaves the last full run's files alone), --threads N (default 2),
+ * --skip a,b (parts to leave out) or --only a,b (the parts to run, every other one left out), both
+ * naming parts of `PARTS` (`frozen` runs inside the reference part's rounds, so `--only
+ * reference,frozen` keeps it), --eval-plans off|folded|frozen (compnet's evaluation-plan mode in
+ * the reference part; default: the library's).
  *
  * Every measurement runs in its own process with one JSON line on stdout; compnet and PyTorch
  * reference processes alternate (A B A B ...) so drift hits both. Both get jemalloc preloaded
@@ -32,10 +36,23 @@ const rounds = intArg(args, 'rounds', quick ? 1 : 3);
 const refSteps = intArg(args, 'steps', quick ? 3 : 30);
 const memorySteps = intArg(args, 'memory-steps', quick ? 20 : 1000);
 const memorySmall = args.get('memory-small') === 'true';
-const skip = new Set((args.get('skip') ?? '').split(',').filter(Boolean));
+/** Every part, in the order a run prints them; what --skip and --only name. */
+const PARTS = ['reference', 'frozen', 'ceiling', 'predict', 'compositional', 'multitask', 'experiment', 'pipeline', 'memory', 'profile', 'prototypes', 'ablations', 'applied'] as const;
+
+/** The parts a comma-separated option names, checked: a misspelt part would silently run (or skip) everything. */
+function partList(name: 'skip' | 'only'): string[] | undefined {
+  const given = args.get(name)?.split(',').filter(Boolean);
+  const unknown = given?.filter((p) => !(PARTS as readonly string[]).includes(p));
+  if (unknown?.length) throw new Error(`--${name}: unknown part(s) ${unknown.join(', ')} (have: ${PARTS.join(', ')})`);
+  return given;
+}
+
+const only = partList('only');
+if (only && args.has('skip')) throw new Error('give --skip or --only, not both');
+const skip = new Set(only ? PARTS.filter((p) => !only.includes(p)) : (partList('skip') ?? []));
 // Passed to compnet's reference part (off | folded | frozen), to measure evaluation-plan modes.
 const evalPlans = args.get('eval-plans');
-const jsonOut = args.get('json') ?? join(root, 'bench', 'results', quick ? 'quick.json' : 'latest.json');
+const jsonOut = args.get('json') ?? join(root, 'bench', 'results', `${quick ? 'quick' : only ? `only-${only.join('-')}` : 'latest'}.json`);
 
 const { jemallocEnv } = (await import(join(root, 'scripts', 'jemalloc-env.mjs'))) as { jemallocEnv: (e: NodeJS.ProcessEnv) => NodeJS.ProcessEnv };
 const env: NodeJS.ProcessEnv = { ...jemallocEnv(process.env), OMP_NUM_THREADS: String(threads) };
@@ -120,14 +137,14 @@ log();
 const flops = flopModel({ ...R, blocksRun: R.steps });
 const t0 = performance.now();
 
-// 0. Which Adam the careful PyTorch user picks (the faster one here).
+// 0. Which Adam the careful PyTorch user picks (the faster one here), for every part that steps one.
 let adam = 'single';
-if (!skip.has('reference')) {
+if (!skip.has('reference') || !skip.has('experiment')) {
   progress('PyTorch Adam implementations (single-tensor vs foreach)');
   const a = child('pytorch', 'adam', ['--steps', quick ? '3' : '10']);
   adam = a.foreach.median < a.single.median ? 'foreach' : 'single';
   results.pytorchAdam = a;
-  log(`PyTorch Adam step alone: single-tensor ${fmt(a.single)} ms, foreach ${fmt(a.foreach)} ms -> the reference uses '${adam}'`);
+  log(`PyTorch Adam step alone (reference network): single-tensor ${fmt(a.single)} ms, foreach ${fmt(a.foreach)} ms -> the PyTorch side uses '${adam}'`);
   log();
 }
 
@@ -251,6 +268,51 @@ if (!skip.has('multitask')) {
     ['tasks T', 'step ms', 'T x one task, ms', 'ratio to T x one task'],
     (mt.counts as number[]).map((T) => [T, fmt(s[String(T)]!), ms(T * one), (s[String(T)]!.median / (T * one)).toFixed(3)]),
   );
+}
+
+// 2c. The experiments' own shapes (issue 18), alternating.
+if (!skip.has('experiment')) {
+  const ex: { compnet: Json[]; pytorch: Json[] } = { compnet: [], pytorch: [] };
+  // One round per process: the rounds are the A B A B alternation of processes.
+  const warmup = quick ? 1 : 3;
+  const common = ['--rounds', '1', '--warmup', String(warmup), '--steps', String(refSteps)];
+  for (let r = 1; r <= rounds; r++) {
+    progress(`experiment shapes round ${r}/${rounds}: compnet`);
+    ex.compnet.push(child('compnet', 'experiment', common));
+    progress(`experiment shapes round ${r}/${rounds}: PyTorch`);
+    ex.pytorch.push(child('pytorch', 'experiment', [...common, '--adam', adam]));
+  }
+  results.experiment = ex;
+  const first = ex.compnet[0]!;
+  if (JSON.stringify(first.settings) !== JSON.stringify(ex.pytorch[0]!.settings))
+    log(`WARNING: the two sides' experiment steps differ in their settings: compnet ${JSON.stringify(first.settings)}, PyTorch ${JSON.stringify(ex.pytorch[0]!.settings)}.`);
+  const shapes = first.shapes as Record<string, { tasks: number; blocks: number; steps: number; mirrors: string }>;
+  const pool = (rs: Json[], shape: string) => summarize(rs.flatMap((x) => x.times[shape] as number[]));
+  // Convolution FLOPs of a step: every task's batch through one (mixed) block per step.
+  const gflop = (o: { tasks: number; steps: number }) => (flopModel({ ...R, channels: first.channels, blocksRun: o.steps }).trainPerImage * first.batch * o.tasks) / 1e9;
+  const summary = Object.fromEntries(
+    Object.entries(shapes).map(([k, o]) => {
+      const c = pool(ex.compnet, k);
+      const p = pool(ex.pytorch, k);
+      return [k, { compnet: c, pytorch: p, ratio: c.median / p.median, gflop: gflop(o) }];
+    }),
+  );
+  results.experimentSummary = summary;
+  log(`## 2c. The experiments' shapes (issue 18): a training step each, compnet against PyTorch doing the same step (template mixing, C=${first.channels}, batch ${first.batch} per task, 16x16 trunk)`);
+  log();
+  log(`Step: the training loop's \`trainStep\` under the \`mixture\` method's defaults (${first.settings.mode}, tau ${first.settings.tau}, ${first.settings.optimizer} lr ${first.settings.lr}, weight decay ${first.settings.weightDecay} on the weights); every task its own batch, the losses summed, one optimizer step. Rounds: ${rounds} (compnet, PyTorch alternating); ${refSteps} timed steps per shape and round after ${warmup} warm-up steps; medians over all rounds (min–max).`);
+  log();
+  table(
+    ['shape', 'mirrors', 'tasks x batch', 'N, L', 'GFLOP/step (analytic)', 'compnet ms', 'PyTorch ms', 'compnet / PyTorch'],
+    Object.entries(shapes).map(([k, o]) => {
+      const s = summary[k]!;
+      return [k, o.mirrors, `${o.tasks} x ${first.batch}`, `${o.blocks}, ${o.steps}`, s.gflop.toFixed(2), fmt(s.compnet), fmt(s.pytorch), s.ratio.toFixed(3)];
+    }),
+  );
+  log(`Per-round medians, ms: ${Object.keys(shapes).map((k) => `${k} compnet ${ex.compnet.map((x) => ms(x.summaries[k].median)).join(', ')}; PyTorch ${ex.pytorch.map((x) => ms(x.summaries[k].median)).join(', ')}`).join('; ')}.`);
+  log(`Last loss (sum over the tasks; each starts near ln 10 = 2.30 per task): ${Object.keys(shapes).map((k) => `${k} compnet ${ex.compnet.map((x) => x.losses[k].last.toFixed(3)).join(', ')}; PyTorch ${ex.pytorch.map((x) => x.losses[k].last.toFixed(3)).join(', ')}`).join('; ')}.`);
+  log(`Peak resident memory (VmHWM, max over rounds; both shapes' networks in one process): compnet ${mb(Math.max(...ex.compnet.map((x) => x.vmHWM)))}, PyTorch ${mb(Math.max(...ex.pytorch.map((x) => x.vmHWM)))}.`);
+  log();
 }
 
 // 3. Input pipeline.
@@ -410,9 +472,12 @@ if (results.pipeline && rs) {
   const f = results.pipeline.summary.median / rs.compnet.train.median;
   rows.push(['input pipeline < 5% of a step', pct(f), verdict(f < 0.05)]);
 }
-log(`## Targets (issue 4)`);
-log();
-table(['target', 'measured', 'verdict'], rows);
+// A run of parts with no target (e.g. --only experiment) prints no empty table.
+if (rows.length) {
+  log(`## Targets (issue 4)`);
+  log();
+  table(['target', 'measured', 'verdict'], rows);
+}
 results.targets = rows;
 results.seconds = (performance.now() - t0) / 1000;
 log(`Total ${results.seconds.toFixed(0)} s. Raw results: ${jsonOut.replace(root + '/', '')} (this output: ${jsonOut.replace(root + '/', '').replace(/\.json$/, '')}.md)`);

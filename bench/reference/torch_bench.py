@@ -18,6 +18,9 @@ Tuning: channels-last memory format for the model and the input, the same thread
 zero_grad(set_to_none=True), torch.inference_mode() for inference, and the Adam implementation
 (single-tensor or foreach) chosen by --adam (default: the faster one measured on this machine; see
 BENCHMARKS.md).
+
+`--part experiment` times a training step at the experiments' own shapes under template mixing
+(issue 18; `EXPERIMENT` in bench/common.ts, `TemplateMixingNet` below).
 """
 import argparse
 import json
@@ -231,6 +234,137 @@ def part_adam(args):
     emit('adam', {k: summarize(v) for k, v in res.items()})
 
 
+# The experiments' shapes (issue 18): bench/common.ts's `EXPERIMENT`, which compnet's side reads.
+EXPERIMENT_CHANNELS = 32
+EXPERIMENT_SHAPES = {
+    'e2': {'tasks': 4, 'blocks': 4, 'steps': 4},
+    'e5': {'tasks': 1, 'blocks': 4, 'steps': 16},
+}
+# The experiments' optimizer: `trainDefaults('mixture')` in compnet (Adam, lr 2e-3 for the weights
+# and the mixture logits alike, L2 weight decay 1e-4 on the weights only, as trainMultitask's groups).
+EXPERIMENT_SETTINGS = {'lr': 2e-3, 'orderLr': 2e-3, 'weightDecay': 1e-4, 'optimizer': 'adam', 'mode': 'soft', 'tau': 1, 'entropyWeight': 0}
+
+
+class TemplateMixingNet(nn.Module):
+    """compnet's `mixture` method over a pool of N inverted-residual templates, T tasks, L steps.
+
+    Shared: the stem conv (3x3, stride 2, no bias) and its batch norm's gamma/beta; per slot
+    (1x1 expand C->4C, 3x3 depthwise, 1x1 project 4C->C; no conv biases) the N templates' conv
+    weights, stacked [N, ...], and their batch norms' gamma/beta, stacked [N, width]. Per task t:
+    mixture logits A_t [L, N] (Glorot-uniform on each [1, N] row, as compnet's `orderInit:
+    'glorot'`), a linear head C->10, and the running statistics of every batch norm, the stem's
+    and one per step and slot, [L, width] (compnet's task patch under `mixture`: statistics only;
+    compnet keeps a second set per site for the hard order, which a soft training pass neither
+    reads nor updates, so it is left out here).
+
+    Step l of task t: xi = softmax(A_t[l]) over the templates; each slot's conv weight is
+    sum_b xi[b] W_b and its batch norm's gamma and beta are sum_b xi[b] gamma_b and
+    sum_b xi[b] beta_b (one matrix product per slot for all L steps, xi [L, N] @ [N, ...], as
+    compnet's `Pool.mix` and `Pool.mixNorms`); batch norm in training mode on the task's batch,
+    updating the task's statistics of that step; ReLU6 after the first two batch norms; residual
+    add. Then global average pooling and the task's head."""
+
+    def __init__(self, tasks, blocks, steps, c=EXPERIMENT_CHANNELS, e=4, k=3, cin=3, stride=2, classes=10):
+        super().__init__()
+        hidden = c * e
+        self.steps, self.stride, self.k, self.hidden = steps, stride, k, hidden
+
+        def kaiming(shape):  # one template; Kaiming-normal (fan-out), as compnet's pool
+            return nn.init.kaiming_normal_(torch.empty(shape), mode='fan_out')
+
+        self.stem = nn.Parameter(kaiming((c, cin, 3, 3)))
+        self.stem_gamma = nn.Parameter(torch.ones(c))
+        self.stem_beta = nn.Parameter(torch.zeros(c))
+        shapes = [(hidden, c, 1, 1), (hidden, 1, k, k), (c, hidden, 1, 1)]
+        widths = [hidden, hidden, c]
+        self.templates = nn.ParameterList([nn.Parameter(torch.stack([kaiming(s) for _ in range(blocks)])) for s in shapes])
+        self.gammas = nn.ParameterList([nn.Parameter(torch.ones(blocks, w)) for w in widths])
+        self.betas = nn.ParameterList([nn.Parameter(torch.zeros(blocks, w)) for w in widths])
+        bound = (6 / (1 + blocks)) ** 0.5
+        self.logits = nn.ParameterList([nn.Parameter(torch.empty(steps, blocks).uniform_(-bound, bound)) for _ in range(tasks)])
+        self.heads = nn.ModuleList([nn.Linear(c, classes) for _ in range(tasks)])
+        self.register_buffer('stem_mean', torch.zeros(tasks, c))
+        self.register_buffer('stem_var', torch.ones(tasks, c))
+        for i, w in enumerate(widths):
+            self.register_buffer(f'mean{i}', torch.zeros(tasks, steps, w))
+            self.register_buffer(f'var{i}', torch.ones(tasks, steps, w))
+
+    def forward(self, t, x):
+        xi = self.logits[t].softmax(1)
+        weights = [(xi @ w.flatten(1)).view(self.steps, *w.shape[1:]) for w in self.templates]
+        gammas = [xi @ g for g in self.gammas]
+        betas = [xi @ b for b in self.betas]
+
+        def bn(h, i, l):
+            return F.batch_norm(h, getattr(self, f'mean{i}')[t, l], getattr(self, f'var{i}')[t, l], gammas[i][l], betas[i][l], True, 0.1)
+
+        h = F.conv2d(x, self.stem, stride=self.stride, padding=1)
+        h = F.relu6(F.batch_norm(h, self.stem_mean[t], self.stem_var[t], self.stem_gamma, self.stem_beta, True, 0.1), inplace=True)
+        for l in range(self.steps):
+            f = F.relu6(bn(F.conv2d(h, weights[0][l]), 0, l), inplace=True)
+            f = F.relu6(bn(F.conv2d(f, weights[1][l], padding=self.k // 2, groups=self.hidden), 1, l), inplace=True)
+            h = h + bn(F.conv2d(f, weights[2][l]), 2, l)
+        return self.heads[t](h.mean((2, 3)))
+
+
+def build_experiment(shape, adam):
+    """The shape's network, its Adam in the groups of compnet's training loop, one batch per task."""
+    spec = EXPERIMENT_SHAPES[shape]
+    torch.manual_seed(0)
+    # Channels-last input and stem weight: every activation after it stays channels-last (the
+    # stacked templates are 5-D, which `.to(memory_format=...)` rejects; a mixed weight is a view).
+    model = TemplateMixingNet(spec['tasks'], spec['blocks'], spec['steps'])
+    model.stem.data = model.stem.data.contiguous(memory_format=torch.channels_last)
+    model.train()
+    s = EXPERIMENT_SETTINGS
+    logits = {id(p) for p in model.logits.parameters()}
+    groups = [
+        {'params': [p for p in model.parameters() if id(p) not in logits], 'lr': s['lr'], 'weight_decay': s['weightDecay']},
+        {'params': list(model.logits.parameters()), 'lr': s['orderLr'], 'weight_decay': 0},
+    ]
+    opt = torch.optim.Adam(groups, foreach={'single': False, 'foreach': True}[adam])
+    batches = []
+    for t in range(spec['tasks']):
+        torch.manual_seed(1 + t)
+        batches.append((torch.randn(64, 3, 32, 32).contiguous(memory_format=torch.channels_last), torch.randint(0, 10, (64,))))
+    return model, opt, batches
+
+
+def experiment_step(model, opt, batches):
+    """Every task's forward on its own batch, the cross-entropies summed, one backward, one Adam step.
+
+    compnet's `trainStep` differs in one way that changes no FLOP and no gradient: it runs each
+    task's backward right after that task's forward (gradients accumulate), so it holds one
+    task's graph at a time where this holds all T; one `.item()` per task, here one per step."""
+    loss = sum(F.cross_entropy(model(t, x), y) for t, (x, y) in enumerate(batches))
+    value = loss.item()
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return value
+
+
+def part_experiment(args):
+    """A training step at each experiment shape, the shapes interleaved round by round."""
+    names = args.shapes.split(',')
+    unknown = [n for n in names if n not in EXPERIMENT_SHAPES]
+    if unknown:
+        sys.exit(f"--shapes: unknown shape(s) {', '.join(unknown)} (have: {', '.join(EXPERIMENT_SHAPES)})")
+    built = {n: build_experiment(n, args.adam) for n in names}
+    times = {n: [] for n in names}
+    losses = {n: [] for n in names}
+    for _ in range(args.rounds):
+        for n, (model, opt, batches) in built.items():
+            for _ in range(args.warmup):
+                losses[n].append(experiment_step(model, opt, batches))
+            times[n] += [timed(lambda: losses[n].append(experiment_step(model, opt, batches))) for _ in range(args.steps)]
+    emit('experiment', {
+        'channels': EXPERIMENT_CHANNELS, 'batch': 64, 'adam': args.adam, 'shapes': {n: EXPERIMENT_SHAPES[n] for n in names},
+        'settings': EXPERIMENT_SETTINGS, 'times': times, 'summaries': {n: summarize(v) for n, v in times.items()},
+        'losses': {n: {'first': v[0] if v else None, 'last': v[-1] if v else None} for n, v in losses.items()},
+    })
+
+
 def part_ablations(args):
     """The reference written the way compnet's graph runs today, to explain the difference:
     'out-of-place' uses ReLU6(inplace=False) (compnet's relu6 allocates a new tensor);
@@ -273,7 +407,7 @@ def part_ablations(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument('--part', default='reference', choices=['reference', 'frozen', 'profile', 'adam', 'ablations'])
+    p.add_argument('--part', default='reference', choices=['reference', 'frozen', 'profile', 'adam', 'ablations', 'experiment'])
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--warmup', type=int, default=5)
@@ -281,10 +415,11 @@ def main():
     p.add_argument('--infer-warmup', dest='infer_warmup', type=int, default=3)
     p.add_argument('--infer', type=int, default=30)
     p.add_argument('--adam', choices=['single', 'foreach'], default='single')
+    p.add_argument('--shapes', default=','.join(EXPERIMENT_SHAPES))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     {'reference': part_reference, 'frozen': part_frozen, 'profile': part_profile, 'adam': part_adam,
-     'ablations': part_ablations}[args.part](args)
+     'ablations': part_ablations, 'experiment': part_experiment}[args.part](args)
 
 
 if __name__ == '__main__':
