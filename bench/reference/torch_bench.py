@@ -112,14 +112,17 @@ def build(args, inplace=True):
     return model, opt, x, y
 
 
-def train_step(model, opt, x, y):
-    out = model(x)
-    loss = F.cross_entropy(out, y)
+def optimize(loss, opt):
+    """One backward and one optimizer step on `loss`; returns its value, read before the backward."""
     value = loss.item()
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
     return value
+
+
+def train_step(model, opt, x, y):
+    return optimize(F.cross_entropy(model(x), y), opt)
 
 
 def timed(fn):
@@ -336,12 +339,7 @@ def experiment_step(model, opt, batches):
     compnet's `trainStep` differs in one way that changes no FLOP and no gradient: it runs each
     task's backward right after that task's forward (gradients accumulate), so it holds one
     task's graph at a time where this holds all T; one `.item()` per task, here one per step."""
-    loss = sum(F.cross_entropy(model(t, x), y) for t, (x, y) in enumerate(batches))
-    value = loss.item()
-    loss.backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    return value
+    return optimize(sum(F.cross_entropy(model(t, x), y) for t, (x, y) in enumerate(batches)), opt)
 
 
 def part_experiment(args):
