@@ -34,21 +34,19 @@ export function methodFlag(args: ExperimentArgs): Method {
   return m;
 }
 
-/** A positive integer flag `--name N`, or `fallback` when absent. */
-export function intFlag(args: ExperimentArgs, name: string, fallback: number): number {
-  const i = args.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(args.argv[i + 1]);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a positive integer`);
-  return v;
-}
-
 /** A positive number flag `--name X`, or `fallback` when absent. */
 export function numberFlag(args: ExperimentArgs, name: string, fallback: number): number {
   const i = args.argv.indexOf(`--${name}`);
   if (i < 0) return fallback;
   const v = Number(args.argv[i + 1]);
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number, got '${args.argv[i + 1]}'`);
+  return v;
+}
+
+/** A positive integer flag `--name N`, or `fallback` when absent. */
+export function intFlag(args: ExperimentArgs, name: string, fallback: number): number {
+  const v = numberFlag(args, name, fallback);
+  if (!Number.isInteger(v)) throw new Error(`--${name} must be a positive integer`);
   return v;
 }
 
