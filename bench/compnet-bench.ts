@@ -29,7 +29,7 @@
  * Run it through `npm run bench` (bench/run.ts), which preloads jemalloc and alternates it with the
  * PyTorch reference; running it directly is for debugging.
  */
-import { CompNet, Order, Rng, batches, trainStep, trainDefaults, fusionSetting, FUSION_SETTINGS, torch, type Dataset, type ModelSpec, type OrderMode } from '../src/index.js';
+import { CompNet, Order, Rng, batches, trainStep, trainDefaults, multitaskGroups, fusionSetting, FUSION_SETTINGS, torch, type Dataset, type ModelSpec, type OrderMode } from '../src/index.js';
 import { REFERENCE as R, EXPERIMENT, summarize, procStatusBytes, jemallocLoaded, parseArgs, intArg, type ExperimentShape } from './common.js';
 
 // The tensor layer through the public API's `torch` namespace, under the short names used below.
@@ -98,23 +98,8 @@ interface LoopRates {
 }
 
 /**
- * The two groups `trainMultitask` (src/train/multitask.ts) gives its optimizer: the weights (shared
- * tensors, the tasks' patches and heads) with weight decay, the mixture logits without. Rebuilt
- * here because the loop makes its optimizer inside `runLoop`; the groups are what the experiments'
- * steps update.
- */
-function loopGroups(net: CompNet, tasks: string[], r: LoopRates): ParamGroup[] {
-  const own = tasks.map((t) => net.taskParameters(t));
-  const weights = [...new Set([...net.sharedParameters(), ...own.flatMap((p) => [...p.patch, ...p.head])])];
-  return [
-    { name: 'weights', params: weights, lr: r.lr, weightDecay: r.weightDecay },
-    { name: 'orders', params: own.flatMap((p) => p.order), lr: r.orderLr, weightDecay: 0 },
-  ];
-}
-
-/**
  * A network with `T` tasks and one optimizer: Adam over every trainable tensor at the reference's
- * rate, or, with `rates`, the training loop's optimizer in its groups (`loopGroups`).
+ * rate, or, with `rates`, the training loop's optimizer in `trainMultitask`'s groups (`multitaskGroups`).
  */
 function model(s: ModelSpec, o: { tasks?: number; order?: number[]; seed?: number; orderInit?: 'random' | 'glorot'; rates?: LoopRates } = {}): Model {
   const net = CompNet.create(s, { seed: o.seed ?? 0 });
@@ -125,7 +110,7 @@ function model(s: ModelSpec, o: { tasks?: number; order?: number[]; seed?: numbe
       o.order ? { order: Order.fromSequence(o.order, s.blocks) } : { orderInit: o.orderInit ?? 'random' },
     );
   const params = [...net.sharedParameters(), ...tasks.flatMap((t) => Object.values(net.taskParameters(t)).flat())];
-  const groups = o.rates ? loopGroups(net, tasks, o.rates) : [{ name: 'all', params: [...new Set(params)], lr: R.lr }];
+  const groups: ParamGroup[] = o.rates ? multitaskGroups(net, tasks, o.rates) : [{ name: 'all', params: [...new Set(params)], lr: R.lr }];
   const opt = new Optimizer(groups, { kind: o.rates?.optimizer ?? 'adam' });
   return { net, tasks, opt };
 }

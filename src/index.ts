@@ -25,7 +25,7 @@ export { readImageFolder, readImageFile, pickImages, type RawImage, type ImageBa
 export { loadBuiltin } from './data/builtin.js';
 export { selectClasses, splitDataset, takePerClass, subset, batches, type Dataset, type Batch } from './data/dataset.js';
 export { Rng } from './data/rng.js';
-export { trainMultitask, type MultitaskSettings, type MultitaskResult } from './train/multitask.js';
+export { trainMultitask, multitaskGroups, type MultitaskSettings, type MultitaskResult } from './train/multitask.js';
 export { trainFromConfig } from './train/fromConfig.js';
 export { runLoop, type LoopSettings, type TaskSplits, type EpochRecord } from './train/loop.js';
 export { trainStep } from './train/step.js';

@@ -18,6 +18,23 @@ export interface MultitaskResult extends LoopResult {
   metrics: Record<string, TaskMetrics>;
 }
 
+/**
+ * The optimizer groups of multi-task training over `tasks`: the weights (shared tensors, the tasks'
+ * patches, their heads once each) with weight decay, and the mixture logits without.
+ */
+export function multitaskGroups(net: CompNet, tasks: string[], r: { lr: number; orderLr: number; weightDecay: number }) {
+  const heads = new Set(tasks.map((t) => net.task(t).info.head));
+  const weights = [
+    ...net.sharedParameters(),
+    ...tasks.flatMap((t) => net.taskParameters(t).patch),
+    ...[...heads].flatMap((h) => [net.heads.get(h)!.weight, net.heads.get(h)!.bias]),
+  ];
+  return [
+    { name: 'weights', params: weights, lr: r.lr, weightDecay: r.weightDecay },
+    { name: 'orders', params: tasks.flatMap((t) => net.taskParameters(t).order), lr: r.orderLr, weightDecay: 0 },
+  ];
+}
+
 export async function trainMultitask(
   net: CompNet,
   data: Map<string, TaskSplits>,
@@ -25,17 +42,7 @@ export async function trainMultitask(
   o: Pick<LoopSpec, 'reporter' | 'onEpoch' | 'resume' | 'batchParts' | 'beforeOptimizerStep'> & { tasks?: string[] } = {},
 ): Promise<MultitaskResult> {
   const tasks = o.tasks ?? net.taskNames;
-  const heads = new Set(tasks.map((t) => net.task(t).info.head));
-  const weights = [
-    ...net.sharedParameters(),
-    ...tasks.flatMap((t) => net.taskParameters(t).patch),
-    ...[...heads].flatMap((h) => [net.heads.get(h)!.weight, net.heads.get(h)!.bias]),
-  ];
-  const orders = tasks.flatMap((t) => net.taskParameters(t).order);
-  const groups = [
-    { name: 'weights', params: weights, lr: settings.lr, weightDecay: settings.weightDecay },
-    { name: 'orders', params: orders, lr: settings.orderLr, weightDecay: 0 },
-  ];
+  const groups = multitaskGroups(net, tasks, settings);
   const result = await runLoop(net, { tasks, data, groups, settings, ...o });
   for (const t of tasks) net.task(t).tau = result.tau;
   const metrics: Record<string, TaskMetrics> = {};
