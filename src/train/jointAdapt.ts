@@ -29,7 +29,7 @@ import type { Normalization } from '../model/types.js';
 import { batches, type Batch, type Dataset } from '../data/dataset.js';
 import { Rng } from '../data/rng.js';
 import { runLoop, type LoopResult, type TaskSplits } from './loop.js';
-import type { MultitaskSettings } from './multitask.js';
+import { multitaskGroups, type MultitaskSettings } from './multitask.js';
 import { RECALIBRATION_BATCHES, recalibrateBoth, taskMetrics, type TaskMetrics } from './evaluate.js';
 import type { TrainableSummary } from './transfer.js';
 import { blind, frozenExceptSync, meanOrder, resolveSources, setMeanPatch } from './shared.js';
@@ -184,16 +184,8 @@ export async function jointAdapt(net: CompNet, data: TaskSplits, o: JointAdaptOp
   let lossSum = 0;
   let steps = 0;
   const reporter = o.reporter ?? silentReporter;
-  const weights = [
-    ...net.sharedParameters(),
-    ...sources.flatMap((t) => net.taskParameters(t).patch),
-    net.heads.get(head)!.weight,
-    net.heads.get(head)!.bias,
-  ];
-  const groups = [
-    { name: 'weights', params: weights, lr: s.lr, weightDecay: s.weightDecay },
-    { name: 'orders', params: sources.flatMap((t) => net.taskParameters(t).order), lr: s.orderLr, weightDecay: 0 },
-  ];
+  // The sources train exactly as multi-task training's tasks do (they share one head).
+  const groups = multitaskGroups(net, sources, s);
   try {
     let epochsSeen = 0;
     const loop = await runLoop(net, {
