@@ -2,7 +2,7 @@
  * E4 — digits, leave one domain out: unsupervised multi-source domain adaptation by the mixture
  * only (`../shared/METHOD.md`, "Unsupervised multi-source domain adaptation"; issue 18).
  *
- * Five domains of one label space (digits 0–9), all at 32x32x3:
+ * Five domains of one label space (digits 0–9), all at 32x32x3 (or `--size` x `--size` x 3):
  * - `mnist`: MNIST, training images 0–29,999 (grey, replicated to 3 channels, resized 28→32);
  * - `usps`: USPS (grey, 16→32);
  * - `mnistm`: MNIST-M, training images 0–12,499 (colour, 32x32);
@@ -41,10 +41,14 @@
  * folder (`$COMPNET_EXPERIMENT_CACHE/e4`, see experiments/data.ts) and all five domains are written
  * there as IDX files, which `loadTaskData` reads like any `{"format": "idx"}` source.
  *
- * `npm run experiment -- adapt [--method mixture|hard] [--alignment moments|adversarial] [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--batch N] [--save DIR] [--resume]`:
+ * `npm run experiment -- adapt [--method mixture|hard] [--alignment moments|adversarial] [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--batch N] [--size N] [--save DIR] [--resume]`:
  * `--train` training images per domain (default 6000; USPS has 7,291), `--epochs` (default 15),
- * `--batch` images per source per step (default 32, the authors'); results go to
- * `results/adapt[-b<batch>][-<train>x<epochs>]-<method>[-adversarial].md` (the budget part when any of the three is given). `--save DIR` keeps every
+ * `--batch` images per source per step (default 32, the authors'), `--size` the input resolution
+ * (default 32; 16 quarters every step's cost, as issue 18 allows for a protocol too large for the
+ * machine: the stem's stride 2 then gives an 8x8 trunk); results go to
+ * `results/adapt[-b<batch>][-s<size>][-<train>x<epochs>]-<method>[-adversarial].md` (the budget part when any of these is given).
+ * `--resume` keeps every finished target, also of a seed not yet finished, so a run of hours can
+ * be stopped after any target. `--save DIR` keeps every
  * joint-adapted network in `DIR/adapt-<method>/target-<target>/seed-<K>` for `organisation` (E6).
  */
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -179,8 +183,8 @@ function prepareDomains(): Record<Domain, IdxFiles> {
   return out;
 }
 
-function loadDomain(d: Domain, files: IdxFiles, limit: { train: number; test: number }, seed: number): TaskData {
-  return loadIdxTask(d, files, { limit, inputSize: 32, inputChannels: 3, seed });
+function loadDomain(d: Domain, files: IdxFiles, limit: { train: number; test: number }, size: number, seed: number): TaskData {
+  return loadIdxTask(d, files, { limit, inputSize: size, inputChannels: 3, seed });
 }
 
 /** The union of datasets (already standardised per domain). */
@@ -257,9 +261,12 @@ export async function main(argv: string[]): Promise<void> {
   const TRAIN = trainDefaults(method);
   const alignment = choiceFlag<Alignment>(args, 'alignment', ['moments', 'adversarial'], 'moments');
   const batch = intFlag(args, 'batch', 32);
+  const size = intFlag(args, 'size', 32);
+  // The stem halves the resolution, and the domains are drawn at 16 (USPS) to 32 (MNIST-M).
+  if (size % 2 !== 0 || size < 8 || size > 32) throw new Error(`--size must be an even number of pixels from 8 to 32, got ${size}`);
   const save = saveFlag(args);
   const spec: ModelSpec = { inputChannels: 3, channels: 32, blocks: 4, steps: 6, expansion: 4, kernel: 3, stemStride: 2, block: 'inverted', activation: 'relu6', mixing: 'weight', method };
-  const b = budget(args, 'adapt', { train: 6000, epochs: 15 }, { train: 300, epochs: 2 }, [{ flag: 'batch', value: batch }]);
+  const b = budget(args, 'adapt', { train: 6000, epochs: 15 }, { train: 300, epochs: 2 }, [{ flag: 'batch', value: batch }, { flag: 'size', value: size }]);
   const { train, epochs } = b;
   // The method (and a non-default alignment) is always in the name: the tables sit side by side.
   const resultsName = `${b.resultsName}-${method}${alignment === 'moments' ? '' : `-${alignment}`}`;
@@ -268,8 +275,10 @@ export async function main(argv: string[]): Promise<void> {
   const adaptSettings = (seed: number): MultitaskSettings => ({ ...TRAIN, epochs: adaptEpochs, seed });
   const soft = method === 'mixture';
   const run = startRun<RunRecord & { runs: TargetRun[] }>('adapt', resultsName, args);
-  // A seed's targets are written as they finish; on resume only finished seeds are kept.
-  const runs: TargetRun[] = (run.prev?.runs ?? []).filter((r) => run.done.includes(r.seed));
+  // A seed's targets are written as they finish, and resume keeps each one: a target is the unit
+  // of work (about an hour at the largest protocol), a seed three of them.
+  const runs: TargetRun[] = (run.prev?.runs ?? []).filter((r) => args.seeds.includes(r.seed));
+  const finished = (seed: number, target: Domain) => runs.some((r) => r.seed === seed && r.target === target);
 
   /** Writes the tables for the targets finished so far (after every target, so a long run loses nothing). */
   const report = (): void => {
@@ -320,7 +329,7 @@ export async function main(argv: string[]): Promise<void> {
       '',
       ...resultsHeader('adapt', args, run.done, wall),
       '',
-      `Protocol: five domains at 32x32x3 (MNIST, USPS, MNIST-M, and two derived: MNIST-M with inverted colours, MNIST digits on random colour backgrounds; see experiments/adapt.ts). ` +
+      `Protocol: five domains at ${size}x${size}x3 (MNIST, USPS, MNIST-M, and two derived: MNIST-M with inverted colours, MNIST digits on random colour backgrounds; see experiments/adapt.ts). ` +
         `For each real target the other four are the sources: ${limit.train} training images each (10% held out for validation; USPS has 7,291), ${limit.test} test images at most. ` +
         `Method \`${method}\` with its training defaults (${TRAIN.optimizer}, lr ${TRAIN.lr}, mixture lr ${TRAIN.orderLr}, ${TRAIN.orderInit} logits), pool of ${spec.blocks} inverted-residual templates, C = ${spec.channels}, L = ${spec.steps}. ` +
         `Joint adaptation trains the four sources from scratch for ${epochs} epochs (batches of ${batch} per source) while the target's mixture logits alone follow the ${alignment === 'moments' ? 'moment-matching' : 'adversarial'} alignment loss after every step; ` +
@@ -358,8 +367,12 @@ export async function main(argv: string[]): Promise<void> {
 
   for (const seed of run.pending) {
     log(`seed ${seed}: loading ${DOMAINS.length} domains (${limit.train} training images each)`);
-    const data = new Map<Domain, TaskData>(DOMAINS.map((d) => [d, loadDomain(d, files[d], limit, seed)]));
+    const data = new Map<Domain, TaskData>(DOMAINS.map((d) => [d, loadDomain(d, files[d], limit, size, seed)]));
     for (const target of TARGETS) {
+      if (finished(seed, target)) {
+        log(`  ${TITLE[target]}: kept from the earlier run (--resume)`);
+        continue;
+      }
       const t0 = performance.now();
       const sources = DOMAINS.filter((d) => d !== target);
       const tgt = data.get(target)!;
@@ -378,7 +391,7 @@ export async function main(argv: string[]): Promise<void> {
       // start their k-th source from one draw (E6 compares mixtures across them).
       const initSeed = (seed ^ 0x0dde) + 1009 * TARGETS.indexOf(target);
       const rng = new Rng(initSeed);
-      for (const s of sources) net.addTask({ name: s, labels, head: 'digits', inputSize: 32, normalization: data.get(s)!.stats }, { orderInit: TRAIN.orderInit, orderScale: TRAIN.orderInitScale, random: () => rng.next() });
+      for (const s of sources) net.addTask({ name: s, labels, head: 'digits', inputSize: size, normalization: data.get(s)!.stats }, { orderInit: TRAIN.orderInit, orderScale: TRAIN.orderInitScale, random: () => rng.next() });
       const targetCurve: number[] = [];
       const reporter: Reporter = {
         begin() {},
@@ -420,7 +433,7 @@ export async function main(argv: string[]): Promise<void> {
       // Source-combined, and AdaBN on it.
       const comb = CompNet.create(spec, { seed });
       const crng = new Rng(initSeed);
-      comb.addTask({ name: 'combined', labels, head: 'digits', inputSize: 32, normalization: { mean: [0, 0, 0], std: [1, 1, 1] } }, { orderInit: TRAIN.orderInit, orderScale: TRAIN.orderInitScale, random: () => crng.next() });
+      comb.addTask({ name: 'combined', labels, head: 'digits', inputSize: size, normalization: { mean: [0, 0, 0], std: [1, 1, 1] } }, { orderInit: TRAIN.orderInit, orderScale: TRAIN.orderInitScale, random: () => crng.next() });
       const union = { train: concat('combined/train', sources.map((s) => data.get(s)!.train)), val: concat('combined/val', sources.map((s) => data.get(s)!.val)) };
       log(`  ${TITLE[target]}: training the source-combined network`);
       const cr = await trainMultitask(comb, new Map([['combined', union]]), { ...settings, batchSize: batch * sources.length });
