@@ -44,7 +44,7 @@
  * `npm run experiment -- adapt [--method mixture|hard] [--alignment moments|adversarial] [--quick] [--seeds N] [--threads N] [--train N] [--epochs N] [--batch N] [--size N] [--save DIR] [--resume]`:
  * `--train` training images per domain (default 6000; USPS has 7,291), `--epochs` (default 15),
  * `--batch` images per source per step (default 32, the authors'), `--size` the input resolution
- * (default 32; 16 quarters every step's cost, as issue 18 allows for a protocol too large for the
+ * (default 32; 16 quarters every step's multiply-adds, as issue 18 allows for a protocol too large for the
  * machine: the stem's stride 2 then gives an 8x8 trunk); results go to
  * `results/adapt[-b<batch>][-s<size>][-<train>x<epochs>]-<method>[-adversarial].md` (the budget part when any of these is given).
  * `--resume` keeps every finished target, also of a seed not yet finished, so a run of hours can
