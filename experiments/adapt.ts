@@ -81,7 +81,6 @@ import {
   table,
 } from '../src/index.js';
 import {
-  experimentCommand,
   resultsHeader,
   parseArgs,
   budget,
@@ -93,7 +92,6 @@ import {
   savedTraining,
   pm,
   mean,
-  machine,
   writeResults,
   startRun,
   log,
@@ -282,7 +280,7 @@ export async function main(argv: string[]): Promise<void> {
 
   /** Writes the tables for the targets finished so far (after every target, so a long run loses nothing). */
   const report = (): void => {
-    const wall = run.wallSeconds();
+    const record = run.record(run.wallSeconds());
     const of = (t: Domain) => runs.filter((r) => r.target === t);
     const accs = (row: Row, t: Domain) => of(t).map((r) => r.acc[row]);
     const complete = [...new Set(runs.map((r) => r.seed))].filter((s) => TARGETS.every((t) => runs.some((r) => r.seed === s && r.target === t)));
@@ -327,7 +325,7 @@ export async function main(argv: string[]): Promise<void> {
     const md = [
       '# E4 — digits, leave one domain out: unsupervised multi-source adaptation by the mixture',
       '',
-      ...resultsHeader('adapt', args, run.done, wall),
+      ...resultsHeader('adapt', args, record),
       '',
       `Protocol: five domains at ${size}x${size}x3 (MNIST, USPS, MNIST-M, and two derived: MNIST-M with inverted colours, MNIST digits on random colour backgrounds; see experiments/adapt.ts). ` +
         `For each real target the other four are the sources: ${limit.train} training images each (10% held out for validation; USPS has 7,291), ${limit.test} test images at most. ` +
@@ -362,7 +360,7 @@ export async function main(argv: string[]): Promise<void> {
       ...orderLines,
       'Published context (Digit-Five, LeNet-style networks, different domains): source-combined 97.6 / 61.7 / 81.6 (MNIST / MNIST-M / USPS), M3SDA 98.8 / 67.8 / 97.2.',
     ].join('\n');
-    writeResults(resultsName, md, { command: experimentCommand('adapt', args), machine: machine(), threads: args.threads, seeds: run.done, wallSeconds: wall, method, alignment, spec, limit, epochs, batch, adaptEpochs, runs });
+    writeResults(resultsName, md, { ...record, method, alignment, spec, limit, epochs, batch, adaptEpochs, runs });
   };
 
   for (const seed of run.pending) {
@@ -380,7 +378,7 @@ export async function main(argv: string[]): Promise<void> {
       // Every step sees `batch` images of every source, for both networks: the same steps over the same images.
       const settings: MultitaskSettings = { ...TRAIN, epochs, seed, batchSize: batch, stepsPerEpoch: Math.max(...sources.map((s) => Math.ceil(data.get(s)!.train.n / batch))) };
       const acc = {} as Record<Row, number>;
-      const record = (row: Row, a: number) => {
+      const score = (row: Row, a: number) => {
         acc[row] = a;
         log(`  ${TITLE[target]} | ${ROW_TITLE[row]}: ${(100 * a).toFixed(1)}%`);
       };
@@ -409,21 +407,21 @@ export async function main(argv: string[]): Promise<void> {
       };
       log(`  ${TITLE[target]}: joint adaptation (${alignment}) over ${sources.length} sources, ${settings.stepsPerEpoch} steps per epoch`);
       const jr = await jointAdapt(net, tgt, { name: 'target', sources, sourceData: new Map(sources.map((s) => [s, data.get(s)!])), alignment, settings, normalization: tgt.stats, reporter });
-      record('joint', underMode(net, jr.metrics!));
+      score('joint', underMode(net, jr.metrics!));
       const tJoint = performance.now();
 
       // Each source's own mixture on the target; the one with the lowest target entropy.
       const singles = Object.fromEntries(sources.map((s) => [s, { acc: accuracy(net, s, tgt.test), entropy: objectiveValue(net, s, tgt.val, { mode: net.evalMode, tau: net.task(s).tau }).entropy }]));
       const byEntropy = sources.reduce((a, c) => (singles[c]!.entropy < singles[a]!.entropy ? c : a));
-      record('single', singles[byEntropy]!.acc);
-      record('oracle', Math.max(...sources.map((s) => singles[s]!.acc)));
+      score('single', singles[byEntropy]!.acc);
+      score('oracle', Math.max(...sources.map((s) => singles[s]!.acc)));
 
       // compnet's source-free objectives over the same trained sources (the joint target stays: name the sources).
       const orders: Record<string, string> = Object.fromEntries([...sources, 'target'].map((t) => [t, net.order(t).toString()]));
       const sourceFree: Record<string, number[]> = {};
       for (const v of SOURCE_FREE) {
         const r = await adaptTarget(net, tgt, { name: 'sourcefree', sources, settings: adaptSettings(seed), normalization: tgt.stats, ...v.o });
-        record(v.row, underMode(net, r.metrics!));
+        score(v.row, underMode(net, r.metrics!));
         orders[v.row] = r.order.toString();
         sourceFree[v.row] = r.history.map((h) => valUnder(soft, h.tasks.sourcefree!));
         net.removeTask('sourcefree');
@@ -437,9 +435,9 @@ export async function main(argv: string[]): Promise<void> {
       const union = { train: concat('combined/train', sources.map((s) => data.get(s)!.train)), val: concat('combined/val', sources.map((s) => data.get(s)!.val)) };
       log(`  ${TITLE[target]}: training the source-combined network`);
       const cr = await trainMultitask(comb, new Map([['combined', union]]), { ...settings, batchSize: batch * sources.length });
-      record('combined', accuracy(comb, 'combined', tgt.test));
+      score('combined', accuracy(comb, 'combined', tgt.test));
       const adabn = await adaptTarget(comb, tgt, { name: 'adabn', sources: ['combined'], freezeOrder: true, settings: adaptSettings(seed), normalization: tgt.stats });
-      record('adabn', underMode(comb, adabn.metrics!));
+      score('adabn', underMode(comb, adabn.metrics!));
       const combinedTest = Object.fromEntries(sources.map((s) => [s, accuracy(comb, 'combined', data.get(s)!.test!)]));
       comb.dispose();
 

@@ -113,11 +113,25 @@ export function experimentCommand(name: string, args: ExperimentArgs): string {
   return ['npm run experiment --', name, ...args.argv.filter((a) => a !== '--resume')].join(' ');
 }
 
+/** The seeds one session of a run finished, with the code and machine they ran on. */
+export interface SeedProvenance {
+  seeds: number[];
+  /** The commit, as the results header records it; `null` for seeds a file recorded before it kept provenance per session. */
+  commit: string | null;
+  machine: string;
+  threads: number;
+}
+
 /** What every experiment's results JSON records about its run. */
 export interface RunRecord {
   command: string;
+  /** The latest session's machine. */
+  machine: string;
+  threads: number;
   seeds: number[];
   wallSeconds: number;
+  /** Per session, which seeds it finished where: a resumed run may span machines and commits. */
+  provenance?: SeedProvenance[];
 }
 
 /** A seeded run: the seeds finished so far and still to run, and its wall clock. */
@@ -130,6 +144,8 @@ export interface SeedRun<T> {
   pending: number[];
   /** Seconds since the run started; a resumed run's wall time adds the earlier run's. */
   wallSeconds: () => number;
+  /** The fields every results JSON starts with (`RunRecord`), for the seeds finished so far and the given wall time. */
+  record: (wallSeconds: number) => RunRecord;
 }
 
 /**
@@ -142,7 +158,36 @@ export function startRun<T extends RunRecord>(experiment: string, resultsName: s
   const prev = args.resume ? previousRun<T>(experiment, resultsName, args) : undefined;
   const t0 = performance.now() - 1000 * (prev?.wallSeconds ?? 0);
   const done = [...(prev?.seeds ?? [])];
-  return { prev, done, pending: args.seeds.filter((s) => !done.includes(s)), wallSeconds: () => (performance.now() - t0) / 1000 };
+  const earlier = prev ? earlierProvenance(prev) : [];
+  const record = (wallSeconds: number): RunRecord => {
+    const now = { seeds: done.filter((s) => !prev?.seeds.includes(s)), commit: COMMIT, machine: machine(), threads: args.threads };
+    return {
+      command: experimentCommand(experiment, args),
+      machine: now.machine,
+      threads: args.threads,
+      seeds: [...done],
+      wallSeconds,
+      provenance: [...earlier, ...(now.seeds.length ? [now] : [])],
+    };
+  };
+  return { prev, done, pending: args.seeds.filter((s) => !done.includes(s)), wallSeconds: () => (performance.now() - t0) / 1000, record };
+}
+
+/** An earlier run's provenance; a file written before provenance was kept names only its last session's machine, for all its seeds. */
+export function earlierProvenance(prev: RunRecord): SeedProvenance[] {
+  if (prev.provenance) return prev.provenance;
+  return prev.seeds.length ? [{ seeds: [...prev.seeds], commit: null, machine: prev.machine, threads: prev.threads }] : [];
+}
+
+/** One header line per session when a run's seeds ran in more than one (another commit or machine); none otherwise. */
+export function provenanceLines(provenance: SeedProvenance[]): string[] {
+  const same = provenance.every((p) => p.commit === provenance[0]!.commit && p.machine === provenance[0]!.machine && p.threads === provenance[0]!.threads);
+  if (provenance.length < 2 || same) return [];
+  return provenance.map((p) => {
+    const seeds = `${p.seeds.length > 1 ? 'seeds' : 'seed'} ${p.seeds.join(', ')}`;
+    const at = p.commit === null ? 'commit not recorded (the file kept only its last session\'s machine then)' : `commit \`${p.commit}\``;
+    return `- ${seeds}: ${at}; ${p.machine}; ${p.threads} libtorch thread(s)  `;
+  });
 }
 
 /** The results JSON an earlier run of this configuration wrote, if any; refuses another configuration's. */
@@ -201,11 +246,13 @@ export function curveText(curve: number[]): string {
 }
 
 /** The first lines of every results table: command, commit, machine and threads, wall time and seeds. */
-export function resultsHeader(name: string, args: ExperimentArgs, done: number[], wallSeconds: number): string[] {
+export function resultsHeader(name: string, args: ExperimentArgs, record: RunRecord): string[] {
+  const sessions = provenanceLines(record.provenance ?? []);
   return [
     `Command: \`${experimentCommand(name, args)}\` at commit \`${commit()}\`  `,
-    `Machine: ${machine()}; ${args.threads} libtorch thread(s)  `,
-    `Wall time: ${(wallSeconds / 60).toFixed(1)} min, ${done.length} of ${args.seeds.length} seed(s) finished: ${done.join(', ')}${args.quick ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}`,
+    `Machine: ${record.machine}; ${args.threads} libtorch thread(s)  `,
+    `Wall time: ${(record.wallSeconds / 60).toFixed(1)} min, ${record.seeds.length} of ${args.seeds.length} seed(s) finished: ${record.seeds.join(', ')}${args.quick ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}${sessions.length ? '  ' : ''}`,
+    ...(sessions.length ? ['The seeds ran in more than one session:  ', ...sessions] : []),
   ];
 }
 

@@ -21,7 +21,6 @@
 import { existsSync } from 'node:fs';
 import { CompNet, parseConfig, loadTaskData, trainMultitask, trainDefaults, type MultitaskSettings, type ModelSpec, type TaskData, torch, transferTask, type TrainPart, type TransferInit, Rng, table } from '../src/index.js';
 import {
-  experimentCommand,
   resultsHeader,
   parseArgs,
   intFlag,
@@ -29,7 +28,6 @@ import {
   pm,
   mean,
   std,
-  machine,
   writeResults,
   startRun,
   log,
@@ -168,8 +166,7 @@ export async function main(argv: string[]): Promise<void> {
   const transfers: Transfer[] = run.prev?.transfers ?? [];
 
   const report = (done: number[]) => {
-    const wall = run.wallSeconds();
-    const command = experimentCommand('lifelong', args);
+    const record = run.record(run.wallSeconds());
     const of = (mode: string) => transfers.filter((t) => t.mode === mode);
     /** Per seed: the mean over its transferred tasks. */
     const perSeed = (mode: string, key: 'acc' | 'soft' | 'hard' = 'acc') => done.map((s) => mean(of(mode).filter((t) => t.seed === s).map((t) => t[key])));
@@ -205,7 +202,7 @@ export async function main(argv: string[]): Promise<void> {
     const md = [
       '# E1 — Fashion-MNIST binary tasks: transfer by the mixture',
       '',
-      ...resultsHeader('lifelong', args, done, wall),
+      ...resultsHeader('lifelong', args, record),
       '',
       `Protocol: per seed, 10 random Fashion-MNIST class pairs at 28x28; the pool (N = ${spec.blocks} inverted-residual templates, C = ${spec.channels}, L = ${spec.steps} steps, weight mixing, method \`${method}\`) is trained jointly on the first 4 tasks ` +
         `(${jointLimit.train} training images per task, 10 % of them for validation, ${b.epochs} epochs, ${TRAIN.optimizer} lr ${TRAIN.lr}, the method's defaults); each of the next ${newTasks} tasks is then learned over the frozen pool ` +
@@ -233,7 +230,7 @@ export async function main(argv: string[]): Promise<void> {
       ...pools.map((p) => `- pool, seed ${p.seed}: ${curveText(p.curve)}`),
       ...transfers.map((t) => `- seed ${t.seed}, ${t.task} (${CLASSES[t.pair[0]]} / ${CLASSES[t.pair[1]]}), ${t.mode}: ${curveText(t.curve)}`),
     ].join('\n');
-    writeResults(resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, method, spec, jointLimit, newLimit, jointEpochs: b.epochs, transferEpochs, minSteps, selectSteps, pools, transfers });
+    writeResults(resultsName, md, { ...record, method, spec, jointLimit, newLimit, jointEpochs: b.epochs, transferEpochs, minSteps, selectSteps, pools, transfers });
   };
 
   for (const seed of run.pending) {

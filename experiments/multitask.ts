@@ -19,7 +19,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { CompNet, Order, trainMultitask, trainDefaults, saveModel, type MultitaskSettings, type ModelSpec, type Method, type TaskData, torch, table, Rng } from '../src/index.js';
-import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, machine, writeResults, startRun, log, curveText, convergence, methodFlag, numberFlag, saveFlag, savedModelDir, savedTraining, type RunRecord } from './lib.js';
+import { resultsHeader, parseArgs, budget, pm, mean, writeResults, startRun, log, curveText, convergence, methodFlag, numberFlag, saveFlag, savedModelDir, savedTraining, type RunRecord } from './lib.js';
 import { IDX, cifar10, loadIdxTask, type IdxFiles } from './data.js';
 
 
@@ -91,8 +91,7 @@ export async function main(argv: string[]): Promise<void> {
   const params: Record<string, { total: number; perTask: number }> = run.prev?.params ?? {};
 
   const report = (done: number[]) => {
-    const wall = run.wallSeconds();
-    const command = experimentCommand('multitask', args);
+    const record = run.record(run.wallSeconds());
     const avg = (k: string) => runs[k]!.map((r) => mean(TASKS.map((t) => r.acc[t])));
     // A variant is shown when it ran for every finished seed (a resumed run may have dropped (d)).
     const shown = VARIANTS.filter((v) => runs[v.key]!.length === done.length);
@@ -119,7 +118,7 @@ export async function main(argv: string[]): Promise<void> {
     const md = [
       '# E2 — multi-task learning across datasets',
       '',
-      ...resultsHeader('multitask', args, done, wall),
+      ...resultsHeader('multitask', args, record),
       '',
       `Protocol: four tasks at 32x32x3 — MNIST, Fashion-MNIST, USPS (grey, replicated to 3 channels, resized) and CIFAR-10 (shared JPEG re-encoding) — ${limit.train} training images each (10% held out for validation), ` +
         `test accuracy on ${limit.test} test images at most (USPS: its 2,007). Every variant: ${epochs} epochs of batch 64 per task, ${TRAIN.optimizer} lr ${TRAIN.lr}, ` +
@@ -141,7 +140,7 @@ export async function main(argv: string[]): Promise<void> {
       '',
       ...orders,
     ].join('\n');
-    writeResults(resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, method, limit, epochs, spec, params, runs });
+    writeResults(resultsName, md, { ...record, method, limit, epochs, spec, params, runs });
   };
 
   for (const seed of run.pending) {

@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { demoConfig, trainFromConfig, torch, table, silentReporter, type TaskMetrics } from '../src/index.js';
-import { experimentCommand, resultsHeader, parseArgs, intFlag, pm, mean, machine, writeResults, startRun, log, curveText, type RunRecord } from './lib.js';
+import { resultsHeader, parseArgs, intFlag, pm, mean, writeResults, startRun, log, curveText, type RunRecord } from './lib.js';
 
 const TASKS = ['mnist', 'fashion', 'usps'] as const;
 const OPTIMIZERS = {
@@ -44,12 +44,13 @@ export async function main(argv: string[]): Promise<void> {
   const run = startRun<RunRecord & { runs: Run[] }>('optimizer', resultsName, args);
   const runs: Run[] = run.prev?.runs ?? [];
   const report = () => {
+    const record = run.record(run.wallSeconds());
     const rows = TASKS.map((t) => [t, pm(runs.map((r) => r.test[t]!.soft), 2), pm(runs.map((r) => r.test[t]!.hard), 2), mean(runs.map((r) => r.test[t]!.entropy)).toFixed(3)]);
     rows.push(['mean', pm(runs.map((r) => mean(TASKS.map((t) => r.test[t]!.soft))), 2), pm(runs.map((r) => mean(TASKS.map((t) => r.test[t]!.hard))), 2), '']);
     const md = [
       `# Optimiser for template mixing: ${name}`,
       '',
-      ...resultsHeader('optimizer', args, run.done, run.wallSeconds()),
+      ...resultsHeader('optimizer', args, record),
       '',
       `Protocol: the demo (MNIST, Fashion-MNIST, USPS built-in; C = 32, N = 4, L = 6, method \`mixture\`), ${epochs} epochs of batch 64 per task, ` +
         `${OPTIMIZERS[name].optimizer} lr 0.002 with the ${OPTIMIZERS[name].lrSchedule} schedule. Test accuracy of the soft mixture (the model) and of the hard readout, mean ± std over seeds.`,
@@ -60,7 +61,7 @@ export async function main(argv: string[]): Promise<void> {
       '',
       ...runs.map((r) => `- seed ${r.seed}: ${curveText(r.curve)}, best epoch ${r.bestEpoch}, ${r.seconds.toFixed(0)} s`),
     ].join('\n');
-    writeResults(resultsName, md, { command: experimentCommand('optimizer', args), machine: machine(), threads: args.threads, seeds: run.done, wallSeconds: run.wallSeconds(), epochs, runs });
+    writeResults(resultsName, md, { ...record, epochs, runs });
   };
   for (const seed of run.pending) {
     const base = demoConfig({ epochs, seed, limit: args.quick ? 300 : undefined });

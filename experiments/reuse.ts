@@ -18,7 +18,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { CompNet, Order, trainMultitask, trainDefaults, type MultitaskSettings, type ModelSpec, type TaskData, torch, table, Rng } from '../src/index.js';
-import { experimentCommand, resultsHeader, parseArgs, budget, pm, mean, std, machine, writeResults, startRun, log, curveText, convergence, methodFlag, type RunRecord } from './lib.js';
+import { resultsHeader, parseArgs, budget, pm, mean, std, writeResults, startRun, log, curveText, convergence, methodFlag, type RunRecord } from './lib.js';
 import { cifar10, loadIdxTask } from './data.js';
 
 interface Variant {
@@ -67,8 +67,7 @@ export async function main(argv: string[]): Promise<void> {
   const cost: Record<string, { shared: number; task: number; total: number; flops: number }> = run.prev?.cost ?? {};
 
   const report = (done: number[]) => {
-    const wall = run.wallSeconds();
-    const command = experimentCommand('reuse', args);
+    const record = run.record(run.wallSeconds());
     const accOf = (k: string) => runs[k]!.map((r) => (method === 'mixture' ? r.soft : r.hard));
     const rows = VARIANTS.map((v) => {
       const c = cost[v.key]!;
@@ -90,7 +89,7 @@ export async function main(argv: string[]): Promise<void> {
     const md = [
       '# E5 — depth without parameters: reusing blocks on CIFAR-10',
       '',
-      ...resultsHeader('reuse', args, done, wall),
+      ...resultsHeader('reuse', args, record),
       '',
       `Protocol: CIFAR-10 (shared JPEG re-encoding, 32x32x3, 16x16 trunk), ${limit.train} training images (10% held out for validation and the best epoch), ${limit.test} test images, ` +
         `${epochs} epochs for every variant (batch 64, ${TRAIN.optimizer}, lr ${TRAIN.lr}; method \`${method}\` with its defaults: mixture logits at lr ${TRAIN.orderLr}, ${TRAIN.orderInit} init, ` +
@@ -111,7 +110,7 @@ export async function main(argv: string[]): Promise<void> {
       '',
       ...orders,
     ].join('\n');
-    writeResults(resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, method, limit, epochs, variants: VARIANTS, cost, runs });
+    writeResults(resultsName, md, { ...record, method, limit, epochs, variants: VARIANTS, cost, runs });
   };
 
   for (const seed of run.pending) {

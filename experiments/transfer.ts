@@ -26,14 +26,12 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CompNet, trainMultitask, transferTask, takePerClass, trainDefaults, type MultitaskSettings, type ModelSpec, type TaskData, type TrainPart, type TransferInit, type Dataset, torch, subset, Rng, table } from '../src/index.js';
 import {
-  experimentCommand,
   resultsHeader,
   parseArgs,
   intFlag,
   budget,
   pm,
   mean,
-  machine,
   writeResults,
   startRun,
   log,
@@ -137,8 +135,7 @@ export async function main(argv: string[]): Promise<void> {
   const pretrained: Pretrained[] = run.prev?.pretrained ?? [];
 
   const report = (done: number[]) => {
-    const wall = run.wallSeconds();
-    const command = experimentCommand('transfer', args);
+    const record = run.record(run.wallSeconds());
     const tasksOf = (r: Regime) => NEW_TASKS.filter((t) => rows[r][t][MODES[0]!.name]!.length > 0);
     /** Per seed: mean over the regime's tasks. */
     const avg = (r: Regime, m: string) => done.map((_, i) => mean(tasksOf(r).map((t) => rows[r][t][m]![i]!.acc)));
@@ -190,7 +187,7 @@ export async function main(argv: string[]): Promise<void> {
     const md = [
       '# E3 — transfer to new tasks over a pretrained pool',
       '',
-      ...resultsHeader('transfer', args, done, wall),
+      ...resultsHeader('transfer', args, record),
       '',
       `Protocol: pool of N = ${spec.blocks} inverted-residual templates, L = ${spec.steps}, C = ${spec.channels}, method \`${method}\`, inputs 32x32x3, pretrained jointly on MNIST, Fashion-MNIST 0–4 and CIFAR-10 0–4 ` +
         `(${preLimit.train} training images each, 10% of them for validation, ${preEpochs} epochs, ${TRAIN.optimizer} lr ${TRAIN.lr}, the method's defaults). New tasks: Fashion-MNIST 5–9, CIFAR-10 5–9, USPS (${newLimit.train} training images at most, ${fullEpochs} epochs, batch 64) ` +
@@ -210,7 +207,7 @@ export async function main(argv: string[]): Promise<void> {
       ...pretrained.map((p) => `- pool, seed ${p.seed}: ${curveText(p.curve)}`),
       ...transferCurves.map((c) => c.line + curveText(c.curve)),
     ].join('\n');
-    writeResults(resultsName, md, { command, machine: machine(), threads: args.threads, seeds: done, wallSeconds: wall, method, spec, preLimit, newLimit, preEpochs, fullEpochs, shotEpochs, minSteps, selectSteps, pretrained, rows });
+    writeResults(resultsName, md, { ...record, method, spec, preLimit, newLimit, preEpochs, fullEpochs, shotEpochs, minSteps, selectSteps, pretrained, rows });
   };
 
   for (const seed of run.pending) {
