@@ -94,6 +94,7 @@ import {
   mean,
   writeResults,
   startRun,
+  runCommit,
   log,
   curveText,
   convergence,
@@ -227,7 +228,7 @@ const SOURCE_FREE: { row: Row; o: Partial<AdaptOptions> }[] = [
 ];
 
 /** One target of one seed: every row's target accuracy and what the sources it came from reached. */
-interface TargetRun {
+export interface TargetRun {
   seed: number;
   target: Domain;
   acc: Record<Row, number>;
@@ -243,6 +244,15 @@ interface TargetRun {
   /** Hard readouts (1-based): every source's mixture, the joint target's (`target`) and each source-free row's. */
   orders: Record<string, string>;
   seconds: { joint: number; combined: number; sourceFree: number };
+  /** The commit the target ran at: resume keeps finished targets, so one seed's targets may span sessions (absent in files written before targets recorded it). */
+  commit?: string;
+}
+
+/** Header lines naming the targets that ran at another commit than this session's (none when all ran here). */
+export function targetCommitLines(runs: TargetRun[]): string[] {
+  const elsewhere = runs.filter((r) => r.commit !== runCommit());
+  if (!elsewhere.length) return [];
+  return ['Targets finished in an earlier session (resume kept them):  ', ...elsewhere.map((r) => `- seed ${r.seed}, ${TITLE[r.target]}: ${r.commit ? `commit \`${r.commit}\`` : 'commit not recorded (the file kept no per-target commit then)'}  `)];
 }
 
 /** A task's test accuracy under the model's evaluation mode (the soft mixture at the task's temperature, or the hard order). */
@@ -326,6 +336,7 @@ export async function main(argv: string[]): Promise<void> {
       '# E4 — digits, leave one domain out: unsupervised multi-source adaptation by the mixture',
       '',
       ...resultsHeader('adapt', args, record),
+      ...targetCommitLines(runs),
       '',
       `Protocol: five domains at ${size}x${size}x3 (MNIST, USPS, MNIST-M, and two derived: MNIST-M with inverted colours, MNIST digits on random colour backgrounds; see experiments/adapt.ts). ` +
         `For each real target the other four are the sources: ${limit.train} training images each (10% held out for validation; USPS has 7,291), ${limit.test} test images at most. ` +
@@ -453,6 +464,7 @@ export async function main(argv: string[]): Promise<void> {
         alignmentLoss: jr.alignmentLoss,
         orders,
         seconds: { joint: (tJoint - t0) / 1000, sourceFree: (tFree - tJoint) / 1000, combined: (performance.now() - tFree) / 1000 },
+        commit: runCommit(),
       });
       log(`  ${TITLE[target]}: sources on their own test sets: ${sources.map((s) => `${s} ${(100 * runs.at(-1)!.sourceTest[s]!).toFixed(1)}%`).join(', ')}`);
       if (save) saveModel(net, savedModelDir(save, 'adapt', method, seed, `target-${target}`), savedTraining(jr.loop, seed));

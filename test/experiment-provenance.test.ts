@@ -43,3 +43,15 @@ test('the header lists every session only when they differ', () => {
   assert.match(lines[0]!, /^- seeds 0, 1: commit not recorded.*M1/);
   assert.match(lines[1]!, /^- seed 2: commit `def`; M2; 2 libtorch thread\(s\)/);
 });
+
+test("E4's header names the targets a resumed seed finished at another commit", async () => {
+  const { targetCommitLines } = await import('../experiments/adapt.js');
+  const { runCommit } = await import('../experiments/lib.js');
+  type Target = Parameters<typeof targetCommitLines>[0][number];
+  const target = (t: string, commit?: string) => ({ seed: 0, target: t, commit }) as unknown as Target;
+  assert.deepEqual(targetCommitLines([target('mnist', runCommit()), target('usps', runCommit())]), [], 'all targets ran here: nothing to add');
+  const lines = targetCommitLines([target('mnist', 'abc1234'), target('usps'), target('mnistm', runCommit())]);
+  assert.equal(lines.length, 3, 'a title and one line per target that ran elsewhere');
+  assert.match(lines[1]!, /seed 0, MNIST: commit `abc1234`/);
+  assert.match(lines[2]!, /seed 0, USPS: commit not recorded/);
+});
