@@ -208,7 +208,11 @@ function previousRun<T extends RunRecord>(experiment: string, resultsName: strin
   return prev;
 }
 
-/** The commit the code ran at (with `+dirty` when the tree had uncommitted changes), read once when the run starts. */
+/**
+ * The commit the code ran at (with `+dirty` when tracked files outside `results/` had uncommitted
+ * changes), read once when the run starts. Results files are outputs: a run that starts while the
+ * previous one's tables are not yet committed still runs the commit's code.
+ */
 const COMMIT = readCommit();
 
 function commit(): string {
@@ -218,7 +222,7 @@ function commit(): string {
 function readCommit(): string {
   try {
     const head = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
-    const dirty = execSync('git status --porcelain --untracked-files=no', { encoding: 'utf8' }).trim() !== '';
+    const dirty = execSync("git status --porcelain --untracked-files=no -- . ':(exclude)results'", { encoding: 'utf8' }).trim() !== '';
     return dirty ? `${head}+dirty` : head;
   } catch {
     return 'unknown';
