@@ -215,14 +215,10 @@ function previousRun<T extends RunRecord>(experiment: string, resultsName: strin
  */
 const COMMIT = readCommit();
 
-function commit(): string {
-  return COMMIT;
-}
-
 function readCommit(): string {
   try {
     const head = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
-    const dirty = execSync("git status --porcelain --untracked-files=no -- . ':(exclude)results'", { encoding: 'utf8' }).trim() !== '';
+    const dirty = execSync("git status --porcelain --untracked-files=no -- ':(top)' ':(top,exclude)results'", { encoding: 'utf8' }).trim() !== '';
     return dirty ? `${head}+dirty` : head;
   } catch {
     return 'unknown';
@@ -253,7 +249,7 @@ export function curveText(curve: number[]): string {
 export function resultsHeader(name: string, args: ExperimentArgs, record: RunRecord): string[] {
   const sessions = provenanceLines(record.provenance ?? []);
   return [
-    `Command: \`${experimentCommand(name, args)}\` at commit \`${commit()}\`  `,
+    `Command: \`${experimentCommand(name, args)}\` at commit \`${runCommit()}\`  `,
     `Machine: ${record.machine}; ${args.threads} libtorch thread(s)  `,
     `Wall time: ${(record.wallSeconds / 60).toFixed(1)} min, ${record.seeds.length} of ${args.seeds.length} seed(s) finished: ${record.seeds.join(', ')}${args.quick ? ' (QUICK: reduced data and epochs, a smoke test — not a result)' : ''}${sessions.length ? '  ' : ''}`,
     ...(sessions.length ? ['The seeds ran in more than one session:  ', ...sessions] : []),
@@ -343,7 +339,7 @@ export function savedModelOrigin(root: string, dir: string): { experiment: strin
   return m ? { experiment: m[1]!, method: m[2] as Method } : undefined;
 }
 
-/** The commit the code ran at, as `resultsHeader` records it, for tables that are not a seeded run. */
+/** The commit the code ran at, as `resultsHeader` records it (also for tables that are not a seeded run, and per E4 target). */
 export function runCommit(): string {
   return COMMIT;
 }

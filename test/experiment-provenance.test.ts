@@ -5,6 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { TargetRun } from '../experiments/adapt.js';
 import { earlierProvenance, parseArgs, provenanceLines, resultsHeader, startRun, type RunRecord, type SeedProvenance } from '../experiments/lib.js';
 
 const session = (seeds: number[], commit: string | null, machine: string): SeedProvenance => ({ seeds, commit, machine, threads: 2 });
@@ -47,8 +48,7 @@ test('the header lists every session only when they differ', () => {
 test("E4's header names the targets a resumed seed finished at another commit", async () => {
   const { targetCommitLines } = await import('../experiments/adapt.js');
   const { runCommit } = await import('../experiments/lib.js');
-  type Target = Parameters<typeof targetCommitLines>[0][number];
-  const target = (t: string, commit?: string) => ({ seed: 0, target: t, commit }) as unknown as Target;
+  const target = (t: string, commit?: string) => ({ seed: 0, target: t, commit }) as unknown as TargetRun;
   assert.deepEqual(targetCommitLines([target('mnist', runCommit()), target('usps', runCommit())]), [], 'all targets ran here: nothing to add');
   const lines = targetCommitLines([target('mnist', 'abc1234'), target('usps'), target('mnistm', runCommit())]);
   assert.equal(lines.length, 3, 'a title and one line per target that ran elsewhere');
